@@ -1,0 +1,127 @@
+"""Pure parsing of command-line values: ``key=value`` lists, quantities, job parameters.
+
+Every function raises :class:`InputError` with a message that names the
+option, shows what was wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import yaml
+
+RESOURCE_KEYS = ("cpu", "memory", "gpu")
+_MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+_EXAMPLE = "cpu=8,memory=32Gi,gpu=2"
+
+
+class InputError(ValueError):
+    """Bad input from the command line or a spec file; the message says what to fix."""
+
+
+def parse_kv_list(text: str, option: str) -> dict[str, str]:
+    """Parse ``"a=1,b=2"`` into ``{"a": "1", "b": "2"}``.
+
+    Whitespace around items, keys and values is ignored; an empty item,
+    a missing ``=``, an empty key or a repeated key is an :class:`InputError`.
+    """
+    result: dict[str, str] = {}
+    if not text.strip():
+        raise InputError(f"{option}: empty value; expected key=value pairs like {_EXAMPLE}")
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            raise InputError(
+                f"{option}: empty item in {text!r}; separate key=value pairs by commas"
+            )
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise InputError(f"{option}: {item!r} is not key=value (e.g. {option} {_EXAMPLE})")
+        if key in result:
+            raise InputError(f"{option}: {key!r} is given twice in {text!r}")
+        result[key] = value
+    return result
+
+
+def parse_quantities(text: str, option: str) -> dict[str, Any]:
+    """Parse a resource list like ``"cpu=8,memory=32Gi,gpu=2"`` for the API.
+
+    ``cpu`` becomes a float (cores, fractions allowed), ``gpu`` an int
+    (whole devices), ``memory`` an int of MiB when unitless or the string
+    with its unit (``512Mi``, ``4Gi``, ``1G``) — the server converts units.
+    """
+    pairs = parse_kv_list(text, option)
+    result: dict[str, Any] = {}
+    for key, value in pairs.items():
+        if key not in RESOURCE_KEYS:
+            raise InputError(
+                f"{option}: unknown resource {key!r}; use {', '.join(RESOURCE_KEYS)} "
+                f"(e.g. {option} {_EXAMPLE})"
+            )
+        if not value:
+            raise InputError(f"{option}: {key} has no value")
+        if key == "cpu":
+            try:
+                cpu = float(value)
+            except ValueError:
+                raise InputError(
+                    f"{option}: cpu={value!r} is not a number of cores (e.g. cpu=2 or cpu=0.5)"
+                ) from None
+            if cpu < 0 or not math.isfinite(cpu):
+                raise InputError(f"{option}: cpu={value!r} must be a finite number >= 0")
+            result["cpu"] = cpu
+        elif key == "gpu":
+            if not value.isdigit():
+                raise InputError(
+                    f"{option}: gpu={value!r} must be a whole number of devices >= 0 (e.g. gpu=2)"
+                )
+            result["gpu"] = int(value)
+        else:
+            if not _MEMORY.match(value):
+                raise InputError(
+                    f"{option}: memory={value!r} is not a size; give MiB (memory=4096) "
+                    "or a unit: Ki, Mi, Gi, Ti, K, M, G, T (memory=4Gi)"
+                )
+            result["memory"] = int(value) if value.isdigit() else value
+    return result
+
+
+def parse_params(items: list[str], option: str = "--param") -> dict[str, Any]:
+    """Parse repeated ``key=value`` job parameters; values are YAML scalars.
+
+    ``lr=0.01`` gives a float, ``epochs=3`` an int, ``debug=true`` a bool,
+    ``name=ctr`` a string, ``tags=[a, b]`` a list; ``key=`` the empty string.
+    A later occurrence of a key replaces an earlier one.
+    """
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"{option}: {item!r} is not key=value (e.g. {option} lr=0.01)")
+        if any(c.isspace() for c in key):
+            raise InputError(f"{option}: parameter name {key!r} must not contain spaces")
+        params[key] = parse_scalar(value)
+    return params
+
+
+def parse_scalar(value: str) -> Any:
+    """A command-line value as YAML would read it, falling back to the string itself."""
+    if value == "":
+        return ""
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if isinstance(parsed, (list, dict)) and not value.lstrip().startswith(("[", "{")):
+        # "a: b" parses as a mapping; on a command line it was meant as text.
+        return value
+    if parsed is None and value.strip() not in ("null", "~", "Null", "NULL"):
+        return value
+    if not isinstance(parsed, (str, int, float, bool, list, dict, type(None))):
+        # Dates and timestamps: keep the text, JSON has no such type.
+        return value
+    return parsed
