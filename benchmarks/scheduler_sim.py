@@ -1,0 +1,313 @@
+"""Replay a synthetic multi-team trace through the scheduler in simulated time.
+
+Three policies run over the SAME trace (same seed), the SAME cluster and the
+SAME scheduler core (``plinth.scheduler.schedule``), differing only in
+configuration:
+
+* ``fifo``: strict quotas (no borrowing), FIFO order (best effort: a blocked
+  head does not stop smaller work behind it), first-fit placement, CPU work
+  kept off GPU nodes (the usual taint).
+* ``kueue_like``: borrowing and lending with reclaim (Kueue's cohort), FIFO
+  within the queue (borrowers too), first-fit placement, CPU work kept off
+  GPU nodes, no backfill protection.
+* ``plinth``: the full policy with its default configuration (score, best
+  fit, backfill shadow, borrowing, reclaim, fair share).
+
+``--ablations`` adds Plinth with backfill, reclaim or fair share switched off.
+
+The trace generator is documented in ``plinth/scheduler/trace.py``. Each
+workload runs for its actual runtime (at most its declared ``max_runtime``);
+a preempted one loses its progress (no checkpoint is assumed: the worst case),
+returns to the queue with its original queue time and starts over.
+
+Metrics (the window is [0, last arrival]):
+
+* ``utilization``: mean of cpu and gpu useful utilisation — resource-seconds
+  of runs that were not preempted, within the window, over capacity-seconds.
+  ``utilization_by_resource`` gives cpu, memory and gpu.
+* ``wait_mean_s`` / ``wait_p95_s`` per group: first start minus arrival, for
+  every workload (one never started counts its wait until the end).
+* ``jain_index``: Jain's index over groups of the fraction of each group's
+  submitted work (dominant-share-seconds) served within the window.
+* ``preemptions`` and ``wasted_gpu_hours`` (GPU-hours of preempted runs).
+
+Usage: ``python benchmarks/scheduler_sim.py --json [--quick] [--seeds 1,2,3] [--load 1.5]
+[--ablations]``. Defaults: 64 nodes, 8 groups, 48 simulated hours, offered
+load 1.5, seeds 1, 2, 3 (results pooled); ``--quick``: 24 nodes, 4 groups,
+12 hours, seed 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from plinth.scheduler import (
+    Ordering,
+    PlacementPolicy,
+    SchedulerConfig,
+    Snapshot,
+    UsageRecord,
+    Weights,
+    Workload,
+    schedule,
+)
+from plinth.scheduler.trace import TraceItem, make_groups, make_nodes, make_trace
+
+POLICIES: dict[str, SchedulerConfig] = {
+    "fifo": SchedulerConfig(ordering=Ordering.FIFO, borrowing=False, reclaim=False,
+                            backfill=False, placement=PlacementPolicy.FIRST_FIT,
+                            cpu_work_on_gpu_nodes=False),
+    "kueue_like": SchedulerConfig(ordering=Ordering.FIFO, borrowing=True, reclaim=True,
+                                  fair_borrowing=False, backfill=False,
+                                  placement=PlacementPolicy.FIRST_FIT,
+                                  cpu_work_on_gpu_nodes=False),
+    "plinth": SchedulerConfig(),  # Plinth's defaults
+}
+# With --ablations: Plinth's policy with one part switched off, to show what
+# each part costs or buys on this trace.
+ABLATIONS: dict[str, SchedulerConfig] = {
+    "plinth_no_backfill": SchedulerConfig(backfill=False),
+    "plinth_no_reclaim": SchedulerConfig(reclaim=False),
+    "plinth_no_fair_share": SchedulerConfig(weights=Weights(fair_share=0.0)),
+}
+
+
+@dataclass
+class _Run:
+    w: Workload
+    started: float
+    end: float  # natural end (actual runtime, capped by max_runtime)
+    stop_at: float | None = None  # set when preempted: end of the grace period
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    if not xs:
+        return 0.0
+    xs = sorted(xs)
+    k = (len(xs) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def simulate(trace: list[TraceItem], nodes, groups, config: SchedulerConfig,
+             tick_s: float) -> dict:
+    cap = [sum(n.capacity.as_tuple()[k] for n in nodes) for k in range(3)]
+    horizon = trace[-1].arrival if trace else 0.0
+    actual = {it.workload.id: it.actual_s for it in trace}
+    arrival = {it.workload.id: it.arrival for it in trace}
+    first_start: dict[str, float] = {}
+    pending: dict[str, Workload] = {}
+    running: dict[str, _Run] = {}
+    ends: list[tuple[float, str]] = []
+    history: list[UsageRecord] = []
+    useful = [0.0, 0.0, 0.0]
+    served: dict[str, float] = {g.name: 0.0 for g in groups}
+    demand: dict[str, float] = {g.name: 0.0 for g in groups}
+    wasted_gpu_s = 0.0
+    preemptions = 0
+    cycles = 0
+    cycle_s = 0.0
+
+    def share(w: Workload) -> float:
+        return max(w.total_t[k] / cap[k] for k in range(3) if cap[k] > 0)
+
+    for it in trace:
+        demand[it.workload.group] += share(it.workload) * it.actual_s
+
+    def account(r: _Run, until: float, wasted: bool) -> None:
+        nonlocal wasted_gpu_s
+        history.append(UsageRecord(r.w.group, r.started, until, r.w.total))
+        dur = until - r.started
+        if wasted:
+            wasted_gpu_s += r.w.total_t[2] * dur
+            return
+        inside = max(0.0, min(until, horizon) - r.started)
+        for k in range(3):
+            useful[k] += r.w.total_t[k] * inside
+        served[r.w.group] += share(r.w) * inside
+
+    i = 0
+    t = 0.0
+    config_grace = config.reclaim_grace_s
+    while i < len(trace) or pending or running:
+        changed = False
+        while i < len(trace) and trace[i].arrival <= t:
+            w = trace[i].workload
+            pending[w.id] = w
+            i += 1
+            changed = True
+        while ends and ends[0][0] <= t:
+            _, wid = heapq.heappop(ends)
+            r = running.get(wid)
+            if r is None:
+                continue
+            if r.stop_at is not None and r.stop_at <= t:
+                del running[wid]
+                account(r, min(r.end, r.stop_at), wasted=r.stop_at < r.end)
+                if r.stop_at < r.end:
+                    base = r.w
+                    pending[wid] = replace(base, start_time=None, placements=None,
+                                           preempting=False)
+                changed = True
+            elif r.stop_at is None and r.end <= t:
+                del running[wid]
+                account(r, r.end, wasted=False)
+                changed = True
+        if changed and pending:
+            # Keep fair-share history short: older records weigh < 1/1000.
+            cutoff = t - 10 * config.fair_share_half_life_s
+            if history and history[0].end < cutoff:
+                history[:] = [h for h in history if h.end >= cutoff]
+            snap = Snapshot(
+                now=t, nodes=nodes, groups=groups,
+                running=tuple(r.w for r in running.values()),
+                pending=tuple(pending.values()),
+                usage_history=tuple(history),
+            )
+            c0 = time.perf_counter()
+            d = schedule(snap, config)
+            cycle_s += time.perf_counter() - c0
+            cycles += 1
+            for a in d.admissions:
+                w = pending.pop(a.workload_id)
+                first_start.setdefault(w.id, t)
+                rw = replace(w, start_time=t, placements=a.placement, reservation=a.reservation)
+                end = t + min(actual[w.id], w.max_runtime_s)
+                running[w.id] = _Run(rw, t, end)
+                heapq.heappush(ends, (end, w.id))
+            for p in d.preemptions:
+                r = running[p.workload_id]
+                if r.stop_at is None:
+                    preemptions += 1
+                    r.stop_at = t + config_grace
+                    r.w = replace(r.w, preempting=True)
+                    heapq.heappush(ends, (min(r.stop_at, r.end), r.w.id))
+        # Next moment something can change.
+        nxt = [t + tick_s]
+        if i < len(trace):
+            nxt.append(max(trace[i].arrival, t + tick_s) if pending else trace[i].arrival)
+        if ends:
+            nxt.append(max(ends[0][0], t + tick_s) if pending else ends[0][0])
+        t = min(nxt) if (pending or not running) else min(x for x in nxt[1:]) if nxt[1:] \
+            else t + tick_s
+        if t > horizon * 5 + 86400 * 7:
+            break  # a workload that can never start; reported as waiting till the end
+
+    end_t = t
+    waits: dict[str, list[float]] = {g.name: [] for g in groups}
+    for it in trace:
+        w = it.workload
+        waits[w.group].append(first_start.get(w.id, end_t) - arrival[w.id])
+    util = {name: (useful[k] / (cap[k] * horizon) if cap[k] and horizon else 0.0)
+            for k, name in enumerate(("cpu", "memory", "gpu"))}
+    ratios = [served[g] / demand[g] for g in demand if demand[g] > 0]
+    jain = (sum(ratios) ** 2 / (len(ratios) * sum(x * x for x in ratios))) if ratios else 1.0
+    return {
+        "utilization": round((util["cpu"] + util["gpu"]) / 2, 4),
+        "utilization_by_resource": {k: round(v, 4) for k, v in util.items()},
+        "jain_index": round(jain, 4),
+        "preemptions": preemptions,
+        "wasted_gpu_hours": round(wasted_gpu_s / 3600.0, 2),
+        "wait_p95_s": {g: round(_percentile(v, 0.95), 1) for g, v in waits.items()},
+        "wait_mean_s": {g: round(sum(v) / len(v), 1) if v else 0.0 for g, v in waits.items()},
+        "workloads": len(trace),
+        "never_started": sum(1 for it in trace if it.workload.id not in first_start),
+        "cycles": cycles,
+        "cycle_mean_ms": round(1000 * cycle_s / max(cycles, 1), 3),
+        "_waits": waits,
+    }
+
+
+def _pool(rs: list[dict]) -> dict:
+    """One policy's results over several seeds: means of rates, sums of counts,
+    waits pooled over all workloads of all seeds."""
+    groups = list(rs[0]["wait_p95_s"])
+    waits = {g: [x for r in rs for x in r["_waits"][g]] for g in groups}
+    return {
+        "utilization": round(sum(r["utilization"] for r in rs) / len(rs), 4),
+        "utilization_by_resource": {
+            k: round(sum(r["utilization_by_resource"][k] for r in rs) / len(rs), 4)
+            for k in ("cpu", "memory", "gpu")
+        },
+        "jain_index": round(sum(r["jain_index"] for r in rs) / len(rs), 4),
+        "preemptions": sum(r["preemptions"] for r in rs),
+        "wasted_gpu_hours": round(sum(r["wasted_gpu_hours"] for r in rs), 2),
+        "wait_p95_s": {g: round(_percentile(v, 0.95), 1) for g, v in waits.items()},
+        "wait_mean_s": {g: round(sum(v) / len(v), 1) if v else 0.0 for g, v in waits.items()},
+        "workloads": sum(r["workloads"] for r in rs),
+        "never_started": sum(r["never_started"] for r in rs),
+        "cycles": sum(r["cycles"] for r in rs),
+        "cycle_mean_ms": round(sum(r["cycle_mean_ms"] for r in rs) / len(rs), 3),
+        "per_seed_utilization": [r["utilization"] for r in rs],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    ap.add_argument("--seeds", type=str, default=None,
+                    help="comma-separated trace seeds; results are pooled over them")
+    ap.add_argument("--nodes", type=int)
+    ap.add_argument("--groups", type=int)
+    ap.add_argument("--hours", type=float)
+    ap.add_argument("--load", type=float, help="offered work / cluster capacity")
+    ap.add_argument("--ablations", action="store_true",
+                    help="also run Plinth with backfill off and with reclaim off")
+    args = ap.parse_args(argv)
+    nodes_n = args.nodes or (24 if args.quick else 64)
+    groups_n = args.groups or (4 if args.quick else 8)
+    hours = args.hours or (12.0 if args.quick else 48.0)
+    load = args.load or 1.5
+    seeds = [int(x) for x in (args.seeds or ("1" if args.quick else "1,2,3")).split(",")]
+    tick = 60.0
+    nodes = make_nodes(nodes_n)
+    groups = make_groups(nodes, groups_n, lend_all=True)
+    t0 = time.perf_counter()
+    configs = dict(POLICIES, **(ABLATIONS if args.ablations else {}))
+    runs: dict[str, list[dict]] = {name: [] for name in configs}
+    n_items = 0
+    for seed in seeds:
+        trace = make_trace(nodes=nodes, groups=groups, hours=hours, load=load, seed=seed)
+        n_items += len(trace)
+        for name, cfg in configs.items():
+            runs[name].append(simulate(trace, nodes, groups, cfg, tick))
+    policies = {name: _pool(rs) for name, rs in runs.items()}
+    out = {
+        "benchmark": "scheduler_sim",
+        "seeds": seeds,
+        "nodes": nodes_n,
+        "groups": groups_n,
+        "hours": hours,
+        "offered_load": load,
+        "workloads": n_items,
+        "policies": policies,
+        "targets": {
+            "plinth_utilization_ge_0_90": policies["plinth"]["utilization"] >= 0.90,
+            "plinth_utilization_above_others": policies["plinth"]["utilization"]
+            > max(policies["fifo"]["utilization"], policies["kueue_like"]["utilization"]),
+            "no_group_p95_worse_than_kueue_like": all(
+                policies["plinth"]["wait_p95_s"][g] <= policies["kueue_like"]["wait_p95_s"][g]
+                for g in policies["plinth"]["wait_p95_s"]
+            ),
+        },
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""Resource vectors: cpu (cores, fractions allowed), memory (MiB), gpu (whole devices).
+
+`Resources` is an immutable value with the few vector operations the scheduler
+needs. Hot loops (placement, quota checks) work on plain ``(cpu, memory, gpu)``
+tuples from :meth:`Resources.as_tuple` instead, because attribute access on
+dataclasses costs more than tuple indexing in CPython.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Names of the resource dimensions, in tuple order.
+RESOURCE_NAMES: tuple[str, str, str] = ("cpu", "memory", "gpu")
+
+# Fractional cores are summed many times; compare with a tolerance so that
+# 0.1 + 0.2 still "fits" in 0.3.
+CPU_EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """A vector of resources. ``cpu`` in cores, ``memory`` in MiB, ``gpu`` in devices."""
+
+    cpu: float = 0.0
+    memory: int = 0
+    gpu: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(self.cpu + other.cpu, self.memory + other.memory, self.gpu + other.gpu)
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(self.cpu - other.cpu, self.memory - other.memory, self.gpu - other.gpu)
+
+    def __mul__(self, k: int) -> Resources:
+        return Resources(self.cpu * k, self.memory * k, self.gpu * k)
+
+    __rmul__ = __mul__
+
+    def fits_in(self, limit: Resources) -> bool:
+        """True when every dimension is at most ``limit``'s."""
+        return (
+            self.cpu <= limit.cpu + CPU_EPS
+            and self.memory <= limit.memory
+            and self.gpu <= limit.gpu
+        )
+
+    def exceeds(self, limit: Resources) -> tuple[str, ...]:
+        """Names of the dimensions in which this vector is above ``limit``."""
+        out = []
+        if self.cpu > limit.cpu + CPU_EPS:
+            out.append("cpu")
+        if self.memory > limit.memory:
+            out.append("memory")
+        if self.gpu > limit.gpu:
+            out.append("gpu")
+        return tuple(out)
+
+    def clamp(self) -> Resources:
+        """Negative dimensions set to zero."""
+        return Resources(max(self.cpu, 0.0), max(self.memory, 0), max(self.gpu, 0))
+
+    def is_zero(self) -> bool:
+        return self.cpu <= CPU_EPS and self.memory <= 0 and self.gpu <= 0
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        return (float(self.cpu), float(self.memory), float(self.gpu))
+
+    @classmethod
+    def from_tuple(cls, t: tuple[float, float, float]) -> Resources:
+        return cls(round(t[0], 6), round(t[1]), round(t[2]))
+
+    def get(self, name: str) -> float:
+        return getattr(self, name)
+
+    def __str__(self) -> str:
+        return f"cpu={format_amount('cpu', self.cpu)},memory={format_amount('memory', self.memory)}" + (
+            f",gpu={self.gpu}" if self.gpu else ""
+        )
+
+
+ZERO = Resources()
+
+
+def format_amount(name: str, value: float) -> str:
+    """Human text for one dimension: ``4``, ``2.5``, ``8Gi``, ``512Mi``."""
+    if name == "memory":
+        v = round(value)
+        if v and v % 1024 == 0:
+            return f"{v // 1024}Gi"
+        if abs(v) >= 1024:
+            return f"{v / 1024:.1f}Gi"
+        return f"{v}Mi"
+    if name == "cpu":
+        return f"{value:g}" if abs(value - round(value)) > 1e-9 else str(round(value))
+    return str(round(value))
