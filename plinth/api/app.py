@@ -1,0 +1,138 @@
+"""The FastAPI application factory.
+
+``create_app`` wires the store, the executor and the control loop into an app whose
+lifespan migrates the database, bootstraps the admin, reconciles after a restart and
+runs the control loop; it maps service errors to HTTP statuses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+import plinth
+from plinth.api.context import AppContext
+from plinth.api.metrics import make_registry
+from plinth.api.routers import ALL
+from plinth.config import ServerConfig, database_url, plinth_home
+from plinth.executors.base import get_executor
+from plinth.services.auth import bootstrap_admin
+from plinth.services.control_loop import ControlLoop
+from plinth.services.errors import ServiceError
+from plinth.services.reconcile import reconcile
+from plinth.store.db import Database
+from plinth.store.migrate import upgrade
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("plinth.api")
+
+
+def _loc(loc: Any) -> str:
+    # ("body", "roles", "worker", "replicas") -> "roles.worker.replicas"
+    parts = [str(x) for x in loc if x not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        where = _loc(err.get("loc", ()))
+        msg = str(err.get("msg", "invalid"))
+        msg = msg.removeprefix("Value error, ")
+        out.append(
+            {"loc": list(err.get("loc", ())), "msg": f"{where}: {msg}", "type": err.get("type", "")}
+        )
+    return out
+
+
+def create_app(
+    config: ServerConfig | None = None,
+    *,
+    home: Path | None = None,
+    db_url: str | None = None,
+    url: str = "http://127.0.0.1:8321",
+) -> FastAPI:
+    """Build the app. `home` defaults to PLINTH_HOME, `db_url` to PLINTH_DATABASE_URL or
+    SQLite under home, `url` is what replicas get as PLINTH_URL (config `url` wins)."""
+    cfg = config or ServerConfig()
+    home = home or plinth_home()
+    home.mkdir(parents=True, exist_ok=True)
+    db_url = db_url or database_url(home)
+    replica_url = cfg.url or url
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        db = Database(db_url)
+        upgrade(db.engine)
+        nodes = None
+        if cfg.nodes is not None:
+            nodes = [n.model_dump() for n in cfg.nodes]
+        executor = get_executor(cfg.executor, nodes=nodes)
+        loop = ControlLoop(db, executor, cfg, home, replica_url)
+        total = {
+            "cpu": sum(n.cpu for n in loop.nodes),
+            "memory": sum(n.memory_mib for n in loop.nodes),
+            "gpu": sum(n.gpu for n in loop.nodes),
+        }
+        with db.session() as s:
+            token = bootstrap_admin(s, home, total)
+        report = reconcile(db)
+        if report.readopted or report.lost or report.requeued:
+            log.warning(
+                "reconciled after restart: %d running replica(s) re-adopted, %d lost, "
+                "%d workload(s) requeued", report.readopted, report.lost, report.requeued,
+            )  # fmt: skip
+        ctx = AppContext(db=db, cfg=cfg, home=home, loop=loop, admin_token=token)
+        app.state.metrics_registry = make_registry(db, loop)
+        app.state.plinth = ctx
+        loop.start()
+        loop.wake()
+        try:
+            yield {"plinth": ctx}
+        finally:
+            loop.stop()
+            db.dispose()
+
+    app = FastAPI(
+        title="Plinth",
+        version=plinth.__version__,
+        description="Control plane of Plinth: quota groups, users, code uploads, jobs.",
+        lifespan=lifespan,
+    )
+    for router in ALL:
+        app.include_router(router)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        log.warning("integrity error: %s", exc)
+        # A race between two writers (e.g. the same name created twice at once).
+        return JSONResponse(
+            {"detail": "conflicts with a concurrent change (duplicate?); retry the request"},
+            status_code=409,
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _operational(_: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database error: %s", exc)
+        return JSONResponse(
+            {"detail": "the database is busy or unavailable; retry shortly"}, status_code=503
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+
+    return app

@@ -1,0 +1,23 @@
+"""What every request handler shares: the database, config, home, and control loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from plinth.config import ServerConfig
+from plinth.services.auth import PrincipalCache
+from plinth.services.control_loop import ControlLoop
+from plinth.store.db import Database
+
+__all__ = ["AppContext"]
+
+
+@dataclass
+class AppContext:
+    db: Database
+    cfg: ServerConfig
+    home: Path
+    loop: ControlLoop
+    admin_token: str | None = None  # set only when this start created the admin
+    principals: PrincipalCache = field(default_factory=PrincipalCache)

@@ -1,0 +1,15 @@
+"""One APIRouter per resource; ``ALL`` is what the app factory includes."""
+
+from plinth.api.routers import files, groups, jobs, nodes, system, users
+
+ALL = [
+    system.router,
+    system.identity,
+    groups.router,
+    users.router,
+    nodes.router,
+    files.router,
+    jobs.router,
+]
+
+__all__ = ["ALL"]

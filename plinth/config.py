@@ -1,0 +1,178 @@
+"""Server configuration: a YAML file (``plinth server --config FILE`` or ``PLINTH_CONFIG``).
+
+Every key is optional; an empty file gives a working single-machine server. Example::
+
+    nodes:                         # the local executor's capacity; default: this machine
+      - {name: local, cpu: 8, memory: 32Gi, gpu: 2}
+    executor: local
+    scheduler:
+      poll_interval: 0.25          # seconds between polls of running replicas and deadlines
+    jobs:
+      default_max_runtime: 1d      # when a spec gives none
+      max_max_runtime: 30d         # the largest max_runtime a spec may ask for
+      grace: 10s                   # SIGTERM -> SIGKILL on cancel, timeout and gang stop
+      retry_backoff: {initial: 5s, factor: 2, max: 5m}
+    uploads:
+      max_packed: 100Mi            # size of the uploaded .tar.gz
+      max_unpacked: 1Gi            # total size of its members
+      max_files: 100000
+    url: http://127.0.0.1:8321     # PLINTH_URL given to replicas; default: where the server listens
+
+Durations take seconds or ``90s``/``30m``/``2h``/``1d``; sizes take MiB or ``512Mi``/``4Gi``/``1G``.
+Environment: ``PLINTH_HOME`` (default ``~/.plinth``), ``PLINTH_DATABASE_URL`` (default SQLite
+under PLINTH_HOME), ``PLINTH_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from plinth.services.units import parse_duration_s, parse_memory_mib
+
+__all__ = [
+    "ConfigError",
+    "NodeConfig",
+    "RetryBackoff",
+    "ServerConfig",
+    "database_url",
+    "load_config",
+    "plinth_home",
+]
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing or invalid; the message names the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _duration(v: Any) -> float:
+    return parse_duration_s(v)
+
+
+class NodeConfig(_Strict):
+    """One node of the local executor: capacity in cores, MiB and whole GPUs."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    cpu: float = Field(gt=0, le=100_000)
+    memory: int = Field(description="MiB (or a string with units in YAML)")
+    gpu: int = Field(default=0, ge=0, le=1024)
+    # The address other replicas use to reach this node's replicas.
+    address: str = "127.0.0.1"
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _mem(cls, v: Any) -> int:
+        return parse_memory_mib(v)
+
+
+class RetryBackoff(_Strict):
+    """Delay before retry n (1-based): min(initial * factor**(n-1), max), in seconds."""
+
+    initial: float = 5.0
+    factor: float = Field(default=2.0, ge=1.0, le=100.0)
+    max: float = 300.0
+
+    _v = field_validator("initial", "max", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+    def delay_s(self, retry: int) -> float:
+        """Seconds to wait before retry number `retry` (1 for the first retry)."""
+        return min(self.initial * self.factor ** max(retry - 1, 0), self.max)
+
+
+class SchedulerConfig(_Strict):
+    poll_interval: float = 0.25
+
+    _v = field_validator("poll_interval", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+
+class JobsConfig(_Strict):
+    default_max_runtime: float = 86400.0
+    max_max_runtime: float = 30 * 86400.0
+    grace: float = 10.0
+    retry_backoff: RetryBackoff = RetryBackoff()
+    max_retries: int = Field(default=100, ge=0, le=10_000)
+
+    _v = field_validator("default_max_runtime", "max_max_runtime", "grace", mode="before")(
+        classmethod(lambda cls, v: _duration(v))
+    )
+
+
+class UploadsConfig(_Strict):
+    max_packed: int = 100 * 1024 * 1024  # bytes
+    max_unpacked: int = 1024 * 1024 * 1024  # bytes
+    max_files: int = Field(default=100_000, ge=1)
+
+    @field_validator("max_packed", "max_unpacked", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> int:
+        if isinstance(v, str):
+            return parse_memory_mib(v) * 1024 * 1024 if not v.strip().isdigit() else int(v)
+        return int(v)
+
+
+class ServerConfig(_Strict):
+    """The whole server configuration; see the module docstring for the YAML shape."""
+
+    nodes: list[NodeConfig] | None = None
+    executor: str = "local"
+    scheduler: SchedulerConfig = SchedulerConfig()
+    jobs: JobsConfig = JobsConfig()
+    uploads: UploadsConfig = UploadsConfig()
+    url: str | None = None
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique_nodes(cls, v: list[NodeConfig] | None) -> list[NodeConfig] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("nodes must list at least one node (or be left out)")
+            names = [n.name for n in v]
+            if len(set(names)) != len(names):
+                raise ValueError(f"node names must be unique, got {names}")
+        return v
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> ServerConfig:
+    """Read the YAML at `path` (or ``$PLINTH_CONFIG``); no file at all gives the defaults.
+
+    Raises ConfigError naming the offending key when the file is unreadable or invalid.
+    """
+    path = path or os.environ.get("PLINTH_CONFIG") or None
+    if path is None:
+        return ServerConfig()
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {p} must be a mapping of keys (nodes:, jobs:, ...)")
+    try:
+        return ServerConfig.model_validate(raw)
+    except ValidationError as e:
+        msgs = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigError(f"invalid config file {p}: {msgs}") from e
+
+
+def plinth_home() -> Path:
+    """PLINTH_HOME (default ``~/.plinth``), created if missing."""
+    home = Path(os.environ.get("PLINTH_HOME") or Path.home() / ".plinth").expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def database_url(home: Path) -> str:
+    """PLINTH_DATABASE_URL, else SQLite at ``home/plinth.db``."""
+    return os.environ.get("PLINTH_DATABASE_URL") or f"sqlite:///{home / 'plinth.db'}"

@@ -1,0 +1,164 @@
+"""Tokens and who is calling: hashing, authentication, the admin bootstrap.
+
+Tokens are 256-bit random strings (``plt_`` + urlsafe base64); only their sha256 is
+stored, which is safe for high-entropy secrets (no salt or slow hash needed).
+A token with a ``workload_id`` is scoped: it may read and act on that workload only
+(replicas get one as PLINTH_TOKEN).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from plinth.services.errors import Forbidden, Unauthorized
+from plinth.store.models import Group, Token, User
+
+__all__ = [
+    "ADMIN_NAME",
+    "DEFAULT_GROUP",
+    "Principal",
+    "PrincipalCache",
+    "authenticate",
+    "bootstrap_admin",
+    "hash_token",
+    "issue_token",
+    "new_token",
+    "require_admin",
+    "require_unscoped",
+]
+
+ADMIN_NAME = "admin"
+DEFAULT_GROUP = "default"
+TOKEN_PREFIX = "plt_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller."""
+
+    user_id: int
+    user: str
+    group_id: int
+    group: str
+    admin: bool
+    workload_id: str | None = None  # set for a workload-scoped token
+
+    @property
+    def scoped(self) -> bool:
+        return self.workload_id is not None
+
+
+def new_token() -> str:
+    """A fresh plaintext token."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token (sha256 hex)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def issue_token(session: Session, user_id: int, workload_id: str | None = None) -> str:
+    """Create a token for a user (scoped to `workload_id` when given); return its plaintext."""
+    token = new_token()
+    session.add(Token(token_hash=hash_token(token), user_id=user_id, workload_id=workload_id))
+    return token
+
+
+def authenticate(session: Session, token: str | None) -> Principal:
+    """Resolve a bearer token to its principal; raise Unauthorized when absent or unknown."""
+    if not token:
+        raise Unauthorized("missing token: send 'Authorization: Bearer <token>'")
+    row = session.execute(
+        select(Token.workload_id, User.id, User.name, User.admin, Group.id, Group.name)
+        .join(User, Token.user_id == User.id)
+        .join(Group, User.group_id == Group.id)
+        .where(Token.token_hash == hash_token(token))
+    ).first()
+    if row is None:
+        raise Unauthorized("invalid token")
+    workload_id, uid, uname, admin, gid, gname = row
+    # A workload-scoped token never carries its user's admin rights.
+    return Principal(uid, uname, gid, gname, bool(admin) and workload_id is None, workload_id)
+
+
+def require_admin(p: Principal) -> None:
+    """Raise Forbidden unless the caller is an admin."""
+    if not p.admin:
+        raise Forbidden("this action needs an admin token")
+
+
+def require_unscoped(p: Principal) -> None:
+    """Raise Forbidden for a workload-scoped token (it may only touch its own workload)."""
+    if p.scoped:
+        raise Forbidden("a workload-scoped token can only read and act on its own workload")
+
+
+def bootstrap_admin(session: Session, home: Path, quota: dict[str, float]) -> str | None:
+    """On an empty database create group ``default`` and user ``admin`` with a token.
+
+    The token is PLINTH_ADMIN_TOKEN when set; otherwise a fresh one, written to
+    ``home/admin.token`` with mode 0600. Returns the plaintext token when it created
+    the admin, else None (the database already had users).
+    """
+    if session.scalar(select(func.count()).select_from(User)):
+        return None
+    group = session.scalar(select(Group).where(Group.name == DEFAULT_GROUP))
+    if group is None:
+        group = Group(name=DEFAULT_GROUP, quota=dict(quota), borrow_limit=None, lend_limit=None)
+        session.add(group)
+        session.flush()
+    admin = User(name=ADMIN_NAME, group_id=group.id, admin=True, cap=None)
+    session.add(admin)
+    session.flush()
+    token = os.environ.get("PLINTH_ADMIN_TOKEN") or None
+    if token is None:
+        token = new_token()
+        path = home / "admin.token"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        os.chmod(path, 0o600)  # in case the file existed with wider permissions
+    session.add(Token(token_hash=hash_token(token), user_id=admin.id))
+    return token
+
+
+class PrincipalCache:
+    """Remembers resolved tokens for `ttl_s` seconds (saves a query per API request).
+
+    Safe because tokens are only ever added, never changed; a removal mechanism added
+    later must call ``clear()``.
+    """
+
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> Principal | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(token)
+            if hit is None or hit[0] < now:
+                return None
+            return hit[1]
+
+    def put(self, token: str, p: Principal) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[token] = (time.monotonic() + self.ttl_s, p)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

@@ -1,0 +1,316 @@
+"""Jobs: submit, read, cancel, rerun, and read their events, replicas and logs.
+
+Authorization: admins see every workload; members their group's; a workload-scoped
+token only its workload. Anything not visible is reported as not found (404), so
+members never learn that another group's job exists.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from plinth.config import ServerConfig
+from plinth.services import events as ev
+from plinth.services.admission import NodeFree, ReplicaDemand, unplaceable_reason
+from plinth.services.auth import Principal, require_unscoped
+from plinth.services.errors import Conflict, Forbidden, Invalid, NotFound
+from plinth.services.lifecycle import FINAL, InvalidTransition, State, transition
+from plinth.services.specs import CodeFile, CodeGit, JobSpec
+from plinth.store.models import File, Group, Replica, User, Workload, utcnow
+
+__all__ = [
+    "JOB",
+    "LogChunk",
+    "cancel_job",
+    "get_job",
+    "job_events",
+    "job_replicas",
+    "list_jobs",
+    "new_workload_id",
+    "read_log",
+    "replica_demands",
+    "rerun_job",
+    "submit_job",
+]
+
+JOB = "job"
+LOG_CHUNK_MAX = 4 * 1024 * 1024  # bytes returned by one logs request at most
+
+
+def new_workload_id(kind: str = JOB) -> str:
+    """A short random id: ``job-`` + 12 hex digits."""
+    return f"{kind}-{secrets.token_hex(6)}"
+
+
+def replica_demands(spec: dict[str, Any]) -> tuple[ReplicaDemand, ...]:
+    """Every replica of a (normalised) spec with its resources, in role then replica order."""
+    out = []
+    for role, r in spec["roles"].items():
+        res = r["resources"]
+        for i in range(r["replicas"]):
+            out.append(
+                ReplicaDemand(role, i, float(res["cpu"]), int(res["memory"]), int(res["gpu"]))
+            )
+    return tuple(out)
+
+
+def _demand(reps: tuple[ReplicaDemand, ...]) -> dict[str, Any]:
+    return {
+        "cpu": sum(r.cpu for r in reps),
+        "memory": sum(r.memory for r in reps),
+        "gpu": sum(r.gpu for r in reps),
+    }
+
+
+def _resolve_group(session: Session, p: Principal, name: str | None) -> tuple[int, str]:
+    if name is None or name == p.group:
+        return p.group_id, p.group
+    if not p.admin:
+        raise Forbidden(f"members may only submit to their own group {p.group!r}, not {name!r}")
+    gid = session.scalar(select(Group.id).where(Group.name == name))
+    if gid is None:
+        raise Invalid(f"group: no group named {name!r}")
+    return gid, name
+
+
+def _resolve_code(session: Session, spec: JobSpec) -> dict[str, Any] | None:
+    code = spec.code
+    if code is None:
+        return None
+    if isinstance(code, CodeFile):
+        if session.get(File, code.file) is None:
+            raise Invalid(
+                f"code.file: no uploaded file with sha256 {code.file}; "
+                "upload the archive with POST /api/v1/files first"
+            )
+        return {"kind": "file", "sha256": code.file}
+    assert isinstance(code, CodeGit)
+    from plinth.artifacts.gitcode import GitError, resolve_ref
+
+    try:
+        commit = resolve_ref(code.git, code.ref)
+    except GitError as e:
+        raise Invalid(f"code.git: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a git binary problem, a timeout: still the user's input to fix
+        raise Invalid(f"code.git: cannot resolve ref {code.ref!r} of {code.git!r}: {e}") from None
+    return {"kind": "git", "url": code.git, "ref": code.ref, "commit": commit}
+
+
+def _insert(
+    session: Session,
+    p: Principal,
+    spec: JobSpec,
+    code: dict[str, Any] | None,
+    cfg: ServerConfig,
+    nodes: tuple[NodeFree, ...],
+    reason: str,
+) -> Workload:
+    gid, gname = _resolve_group(session, p, spec.group)
+    max_runtime = spec.max_runtime or cfg.jobs.default_max_runtime
+    if max_runtime > cfg.jobs.max_max_runtime:
+        raise Invalid(
+            f"max_runtime: {max_runtime:g}s is over this server's limit of "
+            f"{cfg.jobs.max_max_runtime:g}s"
+        )
+    if spec.retries > cfg.jobs.max_retries:
+        raise Invalid(f"retries: at most {cfg.jobs.max_retries} allowed, got {spec.retries}")
+    normal = spec.model_dump(mode="json")
+    normal["group"] = gname
+    normal["max_runtime"] = max_runtime
+    reps = replica_demands(normal)
+    why = unplaceable_reason(nodes, reps)
+    if why is not None:
+        raise Invalid(f"roles: {why}")
+    now = utcnow()
+    w = Workload(
+        id=new_workload_id(JOB),
+        kind=JOB,
+        name=spec.name,
+        group_id=gid,
+        user_id=p.user_id,
+        state=State.PENDING.value,
+        reason=reason,
+        spec=normal,
+        code=code,
+        demand=_demand(reps),
+        attempt=0,
+        failures=0,
+        retries=spec.retries,
+        max_runtime_s=max_runtime,
+        created_at=now,
+        queued_at=now,
+    )
+    session.add(w)
+    session.flush()  # the event's foreign key needs the row first (no ORM relationships)
+    ev.record(session, w.id, "submitted", reason, now)
+    return w
+
+
+def submit_job(
+    session: Session, p: Principal, spec: JobSpec, cfg: ServerConfig, nodes: tuple[NodeFree, ...]
+) -> Workload:
+    """Validate and queue a job; resolves a git ref to its commit now (recorded)."""
+    require_unscoped(p)
+    code = _resolve_code(session, spec)
+    why = f"submitted by {p.user}"
+    if code and code["kind"] == "git":
+        why += f" (git {code['ref']} = {code['commit'][:12]})"
+    return _insert(session, p, spec, code, cfg, nodes, why)
+
+
+def rerun_job(
+    session: Session, p: Principal, job_id: str, cfg: ServerConfig, nodes: tuple[NodeFree, ...]
+) -> Workload:
+    """A new job with the same spec and the same recorded code (commit or file)."""
+    require_unscoped(p)
+    old = get_job(session, p, job_id)
+    spec = JobSpec.model_validate(old.spec)
+    if spec.group != p.group and not p.admin:
+        spec = spec.model_copy(update={"group": None})
+    why = f"rerun of {old.id} by {p.user}"
+    if old.code and old.code["kind"] == "git":
+        why += f" (recorded commit {old.code['commit'][:12]})"
+    return _insert(session, p, spec, old.code, cfg, nodes, why)
+
+
+def _visible(p: Principal, w: Workload | None, job_id: str) -> Workload:
+    if (
+        w is None
+        or w.kind != JOB
+        or (p.workload_id is not None and w.id != p.workload_id)
+        or (not p.admin and w.group_id != p.group_id)
+    ):
+        raise NotFound(f"job {job_id!r} not found")
+    return w
+
+
+def get_job(session: Session, p: Principal, job_id: str) -> Workload:
+    """One job, if the caller may see it (else NotFound)."""
+    return _visible(p, session.get(Workload, job_id), job_id)
+
+
+def list_jobs(
+    session: Session,
+    p: Principal,
+    state: str | None = None,
+    group: str | None = None,
+    limit: int = 100,
+) -> list[Workload]:
+    """Jobs the caller may see, newest first."""
+    q = select(Workload).where(Workload.kind == JOB)
+    if p.workload_id is not None:
+        q = q.where(Workload.id == p.workload_id)
+    elif not p.admin:
+        q = q.where(Workload.group_id == p.group_id)
+    if state is not None:
+        q = q.where(Workload.state == state)
+    if group is not None:
+        q = q.join(Group, Workload.group_id == Group.id).where(Group.name == group)
+    q = q.order_by(Workload.created_at.desc(), Workload.id.desc()).limit(limit)
+    return list(session.scalars(q))
+
+
+def names_for(session: Session, ws: list[Workload]) -> dict[str, tuple[str, str]]:
+    """workload id -> (group name, user name), for rendering."""
+    gids = {w.group_id for w in ws}
+    uids = {w.user_id for w in ws}
+    groups = (
+        dict(session.execute(select(Group.id, Group.name).where(Group.id.in_(gids))).all())
+        if gids
+        else {}
+    )
+    users = (
+        dict(session.execute(select(User.id, User.name).where(User.id.in_(uids))).all())
+        if uids
+        else {}
+    )
+    return {w.id: (groups.get(w.group_id, ""), users.get(w.user_id, "")) for w in ws}
+
+
+def cancel_job(session: Session, p: Principal, job_id: str) -> Workload:
+    """Cancel a live job (its replicas get SIGTERM, then SIGKILL after the grace period,
+    from the control loop). A finished job is returned unchanged."""
+    w = get_job(session, p, job_id)
+    if State(w.state) in FINAL:
+        return w
+    now = utcnow()
+    try:
+        t = transition(w, State.CANCELLED, f"cancelled by {p.user}", now)
+    except InvalidTransition as e:  # pragma: no cover - every live state may be cancelled
+        raise Conflict(str(e)) from None
+    ev.record_transition(session, w.id, t, now)
+    return w
+
+
+def job_events(session: Session, p: Principal, job_id: str) -> list[Any]:
+    """The job's events, oldest first."""
+    get_job(session, p, job_id)
+    return ev.list_events(session, job_id)
+
+
+def job_replicas(session: Session, p: Principal, job_id: str) -> list[Replica]:
+    """Every replica attempt of the job, by attempt, role, replica."""
+    get_job(session, p, job_id)
+    return list(
+        session.scalars(
+            select(Replica)
+            .where(Replica.workload_id == job_id)
+            .order_by(Replica.attempt, Replica.role, Replica.replica)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    data: bytes
+    next_offset: int
+    complete: bool  # the attempt has ended and everything up to its end was returned
+
+
+ENDED_REPLICA_STATES = frozenset({"succeeded", "failed", "stopped", "lost"})
+
+
+def read_log(
+    session: Session,
+    p: Principal,
+    job_id: str,
+    role: str,
+    replica: int,
+    attempt: int | None,
+    offset: int,
+) -> LogChunk:
+    """Bytes of one replica attempt's log from `offset` (at most LOG_CHUNK_MAX)."""
+    w = get_job(session, p, job_id)
+    q = select(Replica).where(
+        Replica.workload_id == w.id, Replica.role == role, Replica.replica == replica
+    )
+    if attempt is None:
+        q = q.order_by(Replica.attempt.desc()).limit(1)
+    else:
+        q = q.where(Replica.attempt == attempt)
+    r = session.scalars(q).first()
+    if r is None:
+        which = f"attempt {attempt} of " if attempt is not None else ""
+        raise NotFound(
+            f"no log for {which}replica {role}-{replica} of job {job_id!r} "
+            "(it has not been started yet, or there is no such role/replica)"
+        )
+    ended = r.state in ENDED_REPLICA_STATES
+    path = Path(r.log_path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(min(offset, size))
+            data = f.read(LOG_CHUNK_MAX)
+    except FileNotFoundError:
+        size, data = 0, b""
+    start = min(offset, size)
+    nxt = start + len(data)
+    return LogChunk(data, nxt, ended and nxt >= size)

@@ -1,0 +1,199 @@
+"""Validated inputs: job specs, quantities, group and user requests (Pydantic, no I/O).
+
+Every model forbids unknown keys so a typo is reported ("roles.worker.replica: Extra
+inputs are not permitted") rather than ignored, and every number is bounded so no
+input can overflow a database column. Memory accepts MiB or strings with units and
+is normalised to MiB; durations accept seconds or ``90s``/``30m``/``2h``/``1d`` and are
+normalised to seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from plinth.services.units import parse_duration_s, parse_memory_mib
+
+__all__ = [
+    "NAME_PATTERN",
+    "ROLE_PATTERN",
+    "CodeFile",
+    "CodeGit",
+    "GroupCreate",
+    "GroupPatch",
+    "JobSpec",
+    "Quantities",
+    "Resources",
+    "RoleSpec",
+    "UserCreate",
+]
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+ROLE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+ENV_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+MAX_REPLICAS_PER_ROLE = 256
+MAX_ROLES = 16
+
+MemoryMiB = Annotated[
+    int,
+    BeforeValidator(parse_memory_mib),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": 2**40},
+                {"type": "string", "pattern": r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"},
+            ],
+            "description": "MiB, or a string with a unit: 512Mi, 4Gi, 1G",
+        },
+        mode="validation",
+    ),
+]
+DurationS = Annotated[
+    float,
+    BeforeValidator(parse_duration_s),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 315360000},
+                {"type": "string", "pattern": r"^\d+(\.\d+)?(s|m|h|d)?$"},
+            ],
+            "description": "seconds, or a string with a unit: 90s, 30m, 2h, 1d",
+        },
+        mode="validation",
+    ),
+]
+Cpu = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False, description="cores")]
+Gpu = Annotated[int, Field(ge=0, le=1024, description="whole devices")]
+SafeStr = Annotated[str, Field(max_length=65536, pattern=r"^[^\x00]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        # Pydantic's own message ("Extra inputs are not permitted") does not say what is.
+        if isinstance(data, dict):
+            unknown = [k for k in data if k not in cls.model_fields]
+            if unknown:
+                raise ValueError(
+                    f"unknown field(s) {', '.join(map(repr, unknown))}; "
+                    f"allowed: {', '.join(cls.model_fields)}"
+                )
+        return data
+
+
+class Quantities(_Strict):
+    """An amount of each resource (a quota, cap or limit). Missing resources are 0."""
+
+    cpu: Cpu = 0.0
+    memory: MemoryMiB = 0
+    gpu: Gpu = 0
+
+
+class Resources(_Strict):
+    """Per-replica resources; defaults: 1 core, 512 MiB, no GPU."""
+
+    cpu: Cpu = 1.0
+    memory: MemoryMiB = 512
+    gpu: Annotated[int, Field(ge=0, le=64, description="whole devices")] = 0
+
+
+class RoleSpec(_Strict):
+    """One role of a workload: its replicas run `command` with `resources` each."""
+
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS_PER_ROLE)
+    resources: Resources = Resources()
+    command: list[SafeStr] = Field(min_length=1, max_length=4096)
+    env: dict[Annotated[str, Field(pattern=ENV_KEY_PATTERN)], SafeStr] = Field(
+        default_factory=dict, max_length=512
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _program(cls, v: list[str]) -> list[str]:
+        if not v[0]:
+            raise ValueError("command[0] (the program) must not be empty")
+        return v
+
+
+class CodeFile(_Strict):
+    """Code from an uploaded archive: the sha256 that POST /api/v1/files returned."""
+
+    file: str = Field(pattern=SHA256_PATTERN)
+
+
+class CodeGit(_Strict):
+    """Code from a git repository (URL or local path) at a branch, tag or commit."""
+
+    git: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00\s-][^\x00]*$")
+    ref: str = Field(
+        default="HEAD", min_length=1, max_length=255, pattern=r"^[^\x00\s-][^\x00\s]*$"
+    )
+
+
+class JobSpec(_Strict):
+    """A job as submitted. See docs/api.md for the meaning of each field."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    group: str | None = Field(default=None, pattern=NAME_PATTERN)
+    max_runtime: DurationS | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    code: CodeFile | CodeGit | None = None
+    roles: dict[Annotated[str, Field(pattern=ROLE_PATTERN)], RoleSpec] = Field(
+        min_length=1, max_length=MAX_ROLES
+    )
+    retries: int = Field(default=0, ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _storable(self) -> JobSpec:
+        # JSON parsing lets through NaN/Infinity and lone surrogates; neither can be stored
+        # or returned as JSON, so refuse them here with a message rather than fail later.
+        try:
+            json.dumps(self.params, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except (ValueError, UnicodeEncodeError) as e:
+            raise ValueError(
+                f"params must be plain JSON (finite numbers, valid Unicode text): {e}"
+            ) from None
+        try:
+            json.dumps([r.model_dump() for r in self.roles.values()], ensure_ascii=False).encode()
+            if isinstance(self.code, CodeGit):
+                (self.code.git + self.code.ref).encode()
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+        return self
+
+    def total_replicas(self) -> int:
+        return sum(r.replicas for r in self.roles.values())
+
+
+class GroupCreate(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    quota: Quantities = Quantities()
+    borrow_limit: Quantities | None = None
+    lend_limit: Quantities | None = None
+
+
+class GroupPatch(_Strict):
+    quota: Quantities | None = None
+    borrow_limit: Quantities | None = None
+    lend_limit: Quantities | None = None
+
+
+class UserCreate(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    group: str = Field(pattern=NAME_PATTERN)
+    cap: Quantities | None = None
+    admin: bool = False

@@ -1,0 +1,85 @@
+"""Engine and sessions for SQLite (default) and PostgreSQL.
+
+SQLite runs in WAL mode with a busy timeout, and every transaction that may
+write starts with ``BEGIN IMMEDIATE``: a deferred transaction that reads and then
+writes fails at once with "database is locked" when another connection committed
+meanwhile (busy_timeout does not apply to that case), which under concurrent
+submissions would surface as errors. Read-only sessions (``readonly=True``) use a
+plain deferred BEGIN and never block writers (WAL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = ["Database", "make_engine"]
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for `url` with Plinth's connection settings.
+
+    SQLite: WAL, synchronous=NORMAL (durable across process crashes, which is what a
+    kill -9 of the server is), foreign keys on, busy_timeout 30 s.
+    PostgreSQL: psycopg 3 (``postgresql+psycopg://``); a ``?options=-csearch_path=X``
+    query selects a schema (the tests isolate themselves that way).
+    """
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=16,
+            max_overflow=32,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record) -> None:
+            # Take transaction control away from the sqlite3 module: we emit BEGIN ourselves.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn) -> None:
+            readonly = conn.get_execution_options().get("plinth_readonly", False)
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_size=16, max_overflow=32, pool_pre_ping=True)
+
+
+class Database:
+    """An engine plus session factories. ``session()`` for writes, ``read()`` for reads."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.is_sqlite = url.startswith("sqlite")
+        self._write = sessionmaker(self.engine, expire_on_commit=False)
+        self._read = sessionmaker(
+            self.engine.execution_options(plinth_readonly=True), expire_on_commit=False
+        )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A write transaction: committed when the block ends, rolled back on an exception."""
+        with self._write() as s, s.begin():
+            yield s
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction (never blocks writers on SQLite)."""
+        with self._read() as s, s.begin():
+            yield s
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,187 @@
+"""SQLAlchemy 2 models: the platform's durable state.
+
+Tables: groups, users, tokens (hashed), files (content-addressed uploads),
+workloads (kind = job | notebook | deployment; one row each), replicas (one row
+per role/replica/attempt: every attempt kept), events (every transition, with a
+reason). Times are stored as naive UTC and returned timezone-aware.
+Resources are stored as JSON ``{"cpu": cores, "memory": MiB, "gpu": devices}``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "Event", "File", "Group", "Replica", "Token", "User", "Workload", "utcnow"]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC (portable across SQLite and PostgreSQL); returns aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    quota: Mapped[dict[str, Any]]
+    borrow_limit: Mapped[dict[str, Any] | None]
+    lend_limit: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"), index=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    cap: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Token(Base):
+    """An API token, stored as the sha256 of its (high-entropy) plaintext.
+
+    ``workload_id`` set means a token scoped to that workload (given to its replicas).
+    """
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    workload_id: Mapped[str | None] = mapped_column(
+        ForeignKey("workloads.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class File(Base):
+    """An uploaded code archive, stored at PLINTH_HOME/files/<sha256[:2]>/<sha256>.tar.gz."""
+
+    __tablename__ = "files"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Workload(Base):
+    """A job, notebook or deployment: what holds resources.
+
+    ``spec`` is the normalised spec as submitted; ``code`` what was resolved at submit
+    (``{"kind": "git", "url", "ref", "commit"}`` or ``{"kind": "file", "sha256"}``).
+    ``demand`` is the total of all replicas' resources. ``not_before`` holds a retry's
+    backoff; ``deadline_at`` the current attempt's max_runtime deadline.
+    """
+
+    __tablename__ = "workloads"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="job")
+    name: Mapped[str] = mapped_column(String(63))
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    spec: Mapped[dict[str, Any]]
+    code: Mapped[dict[str, Any] | None]
+    demand: Mapped[dict[str, Any]]
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # index of the current attempt
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # failed attempts so far
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    max_runtime_s: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Queue position survives preemption/retry; equals created_at at submit.
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    admitted_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    not_before: Mapped[datetime | None]
+    deadline_at: Mapped[datetime | None]
+
+
+class Replica(Base):
+    """One attempt of one replica of one role. ``handle`` is the executor's JSON handle.
+
+    States: launching (row written, process not yet started), running, succeeded,
+    failed (non-zero exit), stopped (ended after Plinth asked it to), lost (could not be
+    found again, e.g. after a restart).
+    """
+
+    __tablename__ = "replicas"
+    __table_args__ = (UniqueConstraint("workload_id", "role", "replica", "attempt"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workload_id: Mapped[str] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(63))
+    replica: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    exit_code: Mapped[int | None]
+    node: Mapped[str] = mapped_column(String(63))
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    gpus: Mapped[list[Any]]
+    resources: Mapped[dict[str, Any]]
+    handle: Mapped[dict[str, Any] | None]
+    log_path: Mapped[str] = mapped_column(Text)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+Index("ix_replicas_workload_attempt", Replica.workload_id, Replica.attempt)
+
+
+class Event(Base):
+    """A transition or notable happening of a workload, with a human-readable reason."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workload_id: Mapped[str] = mapped_column(
+        ForeignKey("workloads.id", ondelete="CASCADE"), index=True
+    )
+    time: Mapped[datetime] = mapped_column(default=utcnow)
+    type: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any] | None]

@@ -1,0 +1,94 @@
+"""Bad input gets a 4xx naming the field and what is allowed; nothing is written."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import Plinth, role
+
+GOOD = {"name": "ok", "roles": {"main": {"command": ["python", "-c", "1"]}}}
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "hint"),
+    [
+        ({"name": "Bad_Name"}, "name", "pattern"),
+        ({"roles": {}}, "roles", "at least 1"),
+        ({"roles": {"main": {"command": []}}}, "roles.main.command", "at least 1"),
+        (
+            {"roles": {"main": {"command": ["x"], "replicas": 0}}},
+            "roles.main.replicas",
+            "greater than or equal to 1",
+        ),
+        (
+            {"roles": {"main": {"command": ["x"], "replica": 2}}},
+            "roles.main",
+            "allowed: replicas, resources, command, env",
+        ),
+        (
+            {"roles": {"main": {"command": ["x"], "resources": {"memory": "4GB"}}}},
+            "roles.main.resources.memory",
+            "'512Mi', '4Gi'",
+        ),
+        (
+            {"roles": {"main": {"command": ["x"], "resources": {"cpu": -1}}}},
+            "roles.main.resources.cpu",
+            "greater than or equal to 0",
+        ),
+        ({"max_runtime": "2 hours"}, "max_runtime", "'90s', '30m', '2h', '1d'"),
+        ({"retries": -1}, "retries", "greater than or equal to 0"),
+        ({"code": {"file": "abc"}}, "code", "pattern"),
+        ({"colour": "red"}, "body", "allowed: name, group, max_runtime"),
+        ({"roles": {"Main Role": {"command": ["x"]}}}, "roles.Main Role", "pattern"),
+    ],
+)
+def test_spec_errors_name_the_field(plinth: Plinth, patch: dict, field: str, hint: str) -> None:
+    h, _ = plinth.member()
+    r = plinth.c.post("/api/v1/jobs", headers=h, json={**GOOD, **patch})
+    assert r.status_code == 422, r.text
+    msgs = " | ".join(d["msg"] for d in r.json()["detail"])
+    assert any(d["msg"].startswith(field) for d in r.json()["detail"]), msgs
+    assert hint in msgs, msgs
+    assert plinth.c.get("/api/v1/jobs", headers=h).json() == []
+
+
+def test_service_level_refusals(plinth: Plinth) -> None:
+    h, _ = plinth.member()
+    cases = [
+        ({"code": {"file": "0" * 64}}, "code.file: no uploaded file"),
+        ({"roles": {"main": {"command": ["x"], "resources": {"gpu": 3}}}}, "can never start"),
+        ({"max_runtime": "100d"}, "over this server's limit"),
+        ({"code": {"git": "/nonexistent/repo", "ref": "main"}}, "code.git"),
+    ]
+    for patch, msg in cases:
+        r = plinth.c.post("/api/v1/jobs", headers=h, json={**GOOD, **patch})
+        assert r.status_code == 422, r.text
+        assert msg in r.json()["detail"], r.json()
+    assert plinth.c.get("/api/v1/jobs", headers=h).json() == []
+
+
+def test_non_json_values_are_refused_not_500(plinth: Plinth) -> None:
+    h, _ = plinth.member()
+    body = '{"name": "x", "params": {"a": NaN}, "roles": {"main": {"command": ["x"]}}}'
+    r = plinth.c.post(
+        "/api/v1/jobs", headers={**h, "Content-Type": "application/json"}, content=body
+    )
+    assert r.status_code == 422, r.text
+    body = '{"name": "x", "params": {"a": "\\ud800"}, "roles": {"main": {"command": ["x"]}}}'
+    r = plinth.c.post(
+        "/api/v1/jobs", headers={**h, "Content-Type": "application/json"}, content=body
+    )
+    assert r.status_code == 422, r.text
+
+
+def test_unknown_ids_are_404_and_bad_queries_422(plinth: Plinth) -> None:
+    h, _ = plinth.member()
+    assert plinth.c.get("/api/v1/jobs/job-doesnotexist", headers=h).status_code == 404
+    assert plinth.c.get("/api/v1/jobs?state=bogus", headers=h).status_code == 422
+    assert plinth.c.get("/api/v1/jobs?limit=0", headers=h).status_code == 422
+    job = plinth.submit(h, {"main": role("print(1)")})
+    plinth.wait(h, job["id"])
+    r = plinth.c.get(f"/api/v1/jobs/{job['id']}/logs/main/7", headers=h)
+    assert r.status_code == 404 and "main-7" in r.json()["detail"]
+    r = plinth.c.get(f"/api/v1/jobs/{job['id']}/logs/main/0?attempt=3", headers=h)
+    assert r.status_code == 404

@@ -1,0 +1,115 @@
+"""Admin bootstrap, reconciliation after a restart, and configuration errors."""
+
+from __future__ import annotations
+
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from plinth.config import ConfigError, load_config
+from plinth.services.auth import authenticate, bootstrap_admin
+from plinth.services.reconcile import reconcile
+from plinth.store.db import Database
+from plinth.store.migrate import upgrade
+from plinth.store.models import Event, Group, Replica, User, Workload
+
+QUOTA = {"cpu": 4.0, "memory": 8192, "gpu": 0}
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    d = Database(f"sqlite:///{tmp_path / 'p.db'}")
+    upgrade(d.engine)
+    return d
+
+
+def test_bootstrap_writes_a_private_token_once(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PLINTH_ADMIN_TOKEN", raising=False)
+    with db.session() as s:
+        token = bootstrap_admin(s, tmp_path, QUOTA)
+    path = tmp_path / "admin.token"
+    assert token and path.read_text().strip() == token
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with db.session() as s:
+        assert bootstrap_admin(s, tmp_path, QUOTA) is None  # not an empty database any more
+        p = authenticate(s, token)
+        assert (p.user, p.group, p.admin) == ("admin", "default", True)
+        assert s.scalars(select(Group.quota)).one() == QUOTA
+    assert path.read_text().strip() == token
+
+
+def test_bootstrap_uses_the_given_token_and_writes_no_file(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLINTH_ADMIN_TOKEN", "plt_given")
+    with db.session() as s:
+        assert bootstrap_admin(s, tmp_path, QUOTA) == "plt_given"
+    assert not (tmp_path / "admin.token").exists()
+    with db.read() as s:
+        assert authenticate(s, "plt_given").admin
+
+
+def _workload(s, wid: str, state: str) -> None:
+    gid = s.scalars(select(Group.id)).first()
+    uid = s.scalars(select(User.id)).first()
+    now = datetime.now(UTC)
+    s.add(Workload(
+        id=wid, kind="job", name="n", group_id=gid, user_id=uid, state=state, reason="",
+        spec={}, code=None, demand={}, attempt=0, failures=0, retries=0, max_runtime_s=60.0,
+        created_at=now, queued_at=now, admitted_at=now,
+    ))  # fmt: skip
+    s.flush()
+
+
+def _replica(s, wid: str, state: str) -> None:
+    s.add(Replica(
+        workload_id=wid, role="main", replica=0, attempt=0, state=state, node="n", host="h",
+        port=1, gpus=[], resources={}, handle=None if state == "launching" else {"x": 1},
+        log_path="/x", stop_requested=False,
+    ))  # fmt: skip
+
+
+def test_reconcile_requeues_admitted_and_marks_launching_lost(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLINTH_ADMIN_TOKEN", "t")
+    with db.session() as s:
+        bootstrap_admin(s, tmp_path, QUOTA)
+        _workload(s, "job-a", "admitted")
+        _replica(s, "job-a", "launching")
+        _workload(s, "job-r", "running")
+        _replica(s, "job-r", "running")
+    report = reconcile(db)
+    assert (report.readopted, report.lost, report.requeued) == (1, 1, 1)
+    with db.read() as s:
+        a = s.get(Workload, "job-a")
+        assert (a.state, a.attempt, a.failures) == ("pending", 1, 0)
+        assert "server stopped while starting" in a.reason
+        rep = s.scalars(select(Replica).where(Replica.workload_id == "job-a")).one()
+        assert rep.state == "lost"
+        types = {
+            wid: [e.type for e in s.scalars(select(Event).where(Event.workload_id == wid))]
+            for wid in ("job-a", "job-r")
+        }
+    assert types == {"job-a": ["requeued"], "job-r": ["readopted"]}
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text("jobs: {grase: 1s}\n")
+    with pytest.raises(ConfigError, match=r"jobs\.grase"):
+        load_config(bad)
+    bad.write_text("nodes: [{name: a, cpu: 1, memory: 4GB}]\n")
+    with pytest.raises(ConfigError, match=r"nodes\.0\.memory.*'4Gi'"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    good = tmp_path / "g.yaml"
+    good.write_text("nodes: [{name: a, cpu: 2, memory: 4Gi, gpu: 1}]\njobs: {grace: 2s}\n")
+    cfg = load_config(good)
+    assert cfg.nodes is not None and cfg.nodes[0].memory == 4096 and cfg.jobs.grace == 2.0
