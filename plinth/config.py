@@ -114,7 +114,9 @@ class UploadsConfig(_Strict):
     @classmethod
     def _size(cls, v: Any) -> int:
         if isinstance(v, str):
-            return parse_memory_mib(v) * 1024 * 1024 if not v.strip().isdigit() else int(v)
+            v = parse_memory_mib(v) * 1024 * 1024 if not v.strip().isdigit() else int(v)
+        if int(v) < 1:
+            raise ValueError(f"must be a positive size in bytes or with units (100Mi), got {v!r}")
         return int(v)
 
 
