@@ -59,6 +59,25 @@ BOOT = (
     "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
 )
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+#: What a replica inherits from the server's environment: the basics a program
+#: expects, and the knobs of numeric libraries (OPENBLAS_CORETYPE is needed for
+#: correct results on some processors). Nothing else: the server's environment
+#: holds secrets (PLINTH_DATABASE_URL with its password, cloud credentials,
+#: PLINTH_ADMIN_TOKEN) that are no replica's business.
+INHERITED_ENV = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+})  # fmt: skip
+INHERITED_ENV_PREFIXES = ("LC_", "OPENBLAS_", "OMP_", "MKL_", "NUMBA_", "NVIDIA_")
+
+
+def inherited_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The part of ``environ`` (default: this process's) a replica gets."""
+    environ = os.environ if environ is None else environ
+    return {
+        k: v
+        for k, v in environ.items()
+        if k in INHERITED_ENV or k.startswith(INHERITED_ENV_PREFIXES)
+    }
 #: A port handed out is not handed out again for this long (seconds): the replica
 #: it was meant for may not have bound it yet.
 _PORT_QUARANTINE_S = 120.0
@@ -237,7 +256,7 @@ class LocalExecutor(Executor):
             )
         log_path = os.path.abspath(spec.log_path)  # the supervisor's cwd is the workdir
         status_dir = self._status_dir_for(spec, log_path)
-        env = dict(os.environ)
+        env = inherited_env()
         env.update(spec.env)
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.gpus)
         argv = [

@@ -34,10 +34,13 @@ def test_stdout_and_stderr_share_one_file_in_order(executor: LocalExecutor, make
 
 
 def test_environment_cwd_and_gpus(executor: LocalExecutor, make_spec, monkeypatch) -> None:
-    monkeypatch.setenv("PLINTH_TEST_INHERITED", "yes")
+    # The server's own secrets stay out; locale and numeric-library knobs come along.
+    monkeypatch.setenv("PLINTH_DATABASE_URL", "postgresql://u:secret@db/plinth")
+    monkeypatch.setenv("LC_PLINTH_TEST", "yes")
     code = (
         "import os, json; print(json.dumps({k: os.environ.get(k) for k in "
-        "['PLINTH_WORKLOAD_ID', 'PLINTH_TEST_INHERITED', 'CUDA_VISIBLE_DEVICES', 'PATH']}"
+        "['PLINTH_WORKLOAD_ID', 'PLINTH_DATABASE_URL', 'LC_PLINTH_TEST', "
+        "'CUDA_VISIBLE_DEVICES', 'PATH']}"
         " | {'cwd': os.getcwd()}))"
     )
     with_gpus = executor.launch(make_spec(py(code), gpus=(0, 1)))
@@ -46,7 +49,8 @@ def test_environment_cwd_and_gpus(executor: LocalExecutor, make_spec, monkeypatc
     assert executor.wait(without, DEADLINE_S) == 0
     seen = json.loads(executor.read_log(with_gpus, 0, 1 << 20))
     assert seen["PLINTH_WORKLOAD_ID"] == "w1"
-    assert seen["PLINTH_TEST_INHERITED"] == "yes"
+    assert seen["PLINTH_DATABASE_URL"] is None
+    assert seen["LC_PLINTH_TEST"] == "yes"
     assert seen["CUDA_VISIBLE_DEVICES"] == "0,1"
     assert seen["PATH"] == os.environ["PATH"]
     assert Path(seen["cwd"]) == make_spec(["x"]).workdir
