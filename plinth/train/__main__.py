@@ -1,0 +1,5 @@
+"""``python -m plinth.train local CONFIG [--json]``."""
+
+from plinth.train.cli import main
+
+raise SystemExit(main())

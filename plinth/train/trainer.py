@@ -1,0 +1,473 @@
+"""Train and evaluate a CTR model on Parquet data with dynamic embedding tables.
+
+:class:`Trainer` builds, from a :class:`~plinth.train.config.TrainConfig`, the tables
+(:mod:`plinth.sparse.table`), the model (:mod:`plinth.train.models`) and a torch optimizer
+for the dense part, then runs:
+
+* ``fit()``: epochs over the train split with a progress bar (stderr), a checkpoint every
+  ``checkpoint.every_steps`` and at the end, delta exports every
+  ``export.delta_every_steps``; resumes from the newest checkpoint in
+  ``<output_dir>/checkpoints`` when there is one; evaluates the test split and writes the
+  model package. Returns the result dict (test ``auc``, ``logloss``, train
+  ``samples_per_s`` ...).
+* ``evaluate(paths)``: AUC and log loss on a split.
+* ``request_stop()``: checkpoint after the current step and raise
+  :class:`TrainingInterrupted` — ``plinth train local`` calls it on SIGTERM, so a
+  preempted job keeps its progress and resumes where it stopped.
+
+One training step: forward -> BCE-with-logits loss (mean over the batch) -> backward ->
+dense ``optimizer.step()`` -> ``model.apply_sparse_gradients()`` (rows go to the tables'
+own optimizers) -> ``table.advance(step)``; TTL eviction runs every
+``tables.eviction.every_steps`` steps (capacity eviction happens inside the tables).
+
+Checkpoint layout (written to a temporary directory, fsynced, renamed into place, then
+``LATEST`` is replaced atomically — a crash leaves the previous checkpoint intact)::
+
+    <output_dir>/checkpoints/LATEST            "step-00000120"
+    <output_dir>/checkpoints/step-00000120/
+        state.json    step, epoch, reader position, samples seen, config, rng state file
+        dense.pt      model.state_dict() and the dense optimizer's state_dict()
+        tables.pkl    {table name: EmbeddingTable.state_dict()} (rows + optimizer state)
+
+Model packages and deltas: see :mod:`plinth.train.package`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from plinth.data.metrics import auc, logloss
+from plinth.data.reader import ParquetReader
+from plinth.sparse.config import Admission, Eviction, OptimizerConfig, TableConfig
+from plinth.sparse.jagged import Batch
+from plinth.sparse.module import FeatureSpec, SparseEmbedding, TableLike
+from plinth.sparse.table import EmbeddingTable
+from plinth.train.config import ConfigError, TrainConfig
+from plinth.train.models import CTRModel, build_model, needs_embedding, needs_linear
+from plinth.train.package import export_delta, export_package
+
+__all__ = [
+    "Trainer",
+    "TrainingInterrupted",
+    "build_ctr_model",
+    "build_table_configs",
+    "fuses_linear",
+]
+
+
+class TrainingInterrupted(Exception):
+    """``request_stop()`` was honoured: a checkpoint was written and training stopped."""
+
+    def __init__(self, checkpoint: Path, step: int) -> None:
+        super().__init__(f"training stopped at step {step}; checkpoint {checkpoint}")
+        self.checkpoint, self.step = checkpoint, step
+
+# Config keys that fix the shapes of what a checkpoint holds: a resume with other values
+# would fail deep inside load_state_dict, so it is refused up front with a clear message.
+_ARCH_KEYS = ("model", "embedding_dim", "hidden", "cross_layers", "bottom", "schema")
+_TABLE_KEYS = ("sharing", "linear_optimizer")
+
+
+def _opt(o: Any) -> OptimizerConfig:
+    return OptimizerConfig(**o.model_dump())
+
+
+def fuses_linear(cfg: TrainConfig) -> bool:
+    """Whether first-order weights ride in the embedding table as its last column."""
+    return (needs_embedding(cfg.model) and needs_linear(cfg.model)
+            and cfg.tables.linear_optimizer is None)
+
+
+def build_table_configs(
+    cfg: TrainConfig,
+) -> tuple[dict[str, TableConfig], dict[str, list[FeatureSpec]]]:
+    """Table configs by name and, per sparse module (``embedding``/``linear``), its features.
+
+    With :func:`fuses_linear`, the ``embedding`` tables have ``embedding_dim + 1`` columns
+    and there is no ``linear`` module.
+    """
+    t = cfg.tables
+    adm = Admission(**t.admission.model_dump())
+    ev = t.eviction.model_dump()
+    ev.pop("every_steps")
+    evict = Eviction(**ev)
+    tables: dict[str, TableConfig] = {}
+    features: dict[str, list[FeatureSpec]] = {}
+    groups = []
+    fused = fuses_linear(cfg)
+    if needs_embedding(cfg.model):
+        dim = cfg.embedding_dim + (1 if fused else 0)
+        groups.append(("embedding", "emb", dim, _opt(t.optimizer), t.init_std))
+    if needs_linear(cfg.model) and not fused:
+        # First-order weights start at zero, as in LR/FTRL practice.
+        lin_opt = t.linear_optimizer if t.linear_optimizer is not None else t.optimizer
+        groups.append(("linear", "linear", 1, _opt(lin_opt), 0.0))
+    seed = cfg.seed * 1000
+    for module, prefix, dim, opt, init_std in groups:
+        specs = []
+        for f in cfg.schema.categorical:
+            name = prefix if t.sharing == "shared" else f"{prefix}.{f.name}"
+            if name not in tables:
+                seed += 1
+                tables[name] = TableConfig(
+                    name=name, dim=dim, optimizer=opt, init_std=init_std, admission=adm,
+                    eviction=evict, storage_dtype=t.storage_dtype, seed=seed,
+                )
+            specs.append(FeatureSpec(f.name, name, f.pooling.value))
+        features[module] = specs
+    return tables, features
+
+
+def build_ctr_model(
+    cfg: TrainConfig,
+    tables: dict[str, TableLike],
+    features: dict[str, list[FeatureSpec]],
+) -> CTRModel:
+    """The model of ``cfg`` over the given tables (local tables or parameter-server clients)."""
+    emb = lin = None
+    fused = fuses_linear(cfg)
+    if "embedding" in features:
+        emb_tables = {f.table: tables[f.table] for f in features["embedding"]}
+        dim = cfg.embedding_dim + (1 if fused else 0)
+        emb = SparseEmbedding(emb_tables, features["embedding"], dim)
+    if "linear" in features:
+        lin_tables = {f.table: tables[f.table] for f in features["linear"]}
+        lin = SparseEmbedding(lin_tables, features["linear"], 1)
+    return build_model(
+        cfg.model, emb, lin, len(cfg.schema.numeric), hidden=cfg.hidden, dropout=cfg.dropout,
+        cross_layers=cfg.cross_layers, bottom=cfg.bottom, fused_linear=fused,
+    )
+
+
+def _dense_optimizer(cfg: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    o = cfg.dense_optimizer
+    params = list(params)
+    if o.kind == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    if o.kind == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    if o.kind == "adagrad":
+        return torch.optim.Adagrad(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, write: Callable[[Any], None]) -> None:
+    with open(path, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class Trainer:
+    """Owns tables, model, dense optimizer and the loop; see the module docstring."""
+
+    def __init__(self, cfg: TrainConfig, *, log: Callable[[str], None] | None = None) -> None:
+        self.cfg = cfg
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.table_configs, self.features = build_table_configs(cfg)
+        self.tables: dict[str, EmbeddingTable] = {
+            name: EmbeddingTable(tc) for name, tc in self.table_configs.items()
+        }
+        self.model = build_ctr_model(cfg, self.tables, self.features)
+        self.optimizer = _dense_optimizer(cfg, self.model.parameters())
+        self.step = 0
+        self.epoch = 0
+        self.position = 0  # samples of self.epoch already trained on
+        self.samples_seen = 0
+        self.train_seconds = 0.0
+        self.resumed_from: int | None = None
+        self.delta_seq = 0
+        self._delta_step = 0  # step of the last delta export
+        self._stop = False
+        self.ckpt_dir = cfg.output_path / "checkpoints"
+
+    # ---- steps --------------------------------------------------------------------------
+    def train_step(self, batch: Batch) -> float:
+        """One optimisation step on ``batch``; returns the mean loss."""
+        self.model.train()
+        logits = self.model(batch)
+        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.labels))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.model.apply_sparse_gradients()
+        self.step += 1
+        now = time.time() if self.cfg.tables.eviction.ttl_seconds else None
+        for t in self.tables.values():
+            t.advance(step=self.step, now=now)
+        ev = self.cfg.tables.eviction
+        if (ev.ttl_steps or ev.ttl_seconds) and self.step % ev.every_steps == 0:
+            for t in self.tables.values():
+                t.evict()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> np.ndarray:
+        """Click probabilities ``(B,)`` float32; reads tables without changing them."""
+        self.model.eval()
+        return torch.sigmoid(self.model(batch)).numpy().astype(np.float32)
+
+    def evaluate(self, paths: list[str]) -> dict[str, float]:
+        """Test AUC, log loss, sample count and prediction throughput on ``paths``."""
+        reader = ParquetReader(
+            paths, self.cfg.schema, self.cfg.eval_batch_size or max(self.cfg.batch_size, 4096),
+            prefetch=self.cfg.data.prefetch,
+        )
+        t0 = time.perf_counter()
+        ys, ps = [], []
+        for b in reader.iter_epoch(0):
+            ps.append(self.predict(b))
+            ys.append(b.labels)
+        secs = time.perf_counter() - t0
+        y = np.concatenate(ys) if ys else np.empty(0, np.float32)
+        p = np.concatenate(ps) if ps else np.empty(0, np.float32)
+        return {
+            "auc": auc(y, p),
+            "logloss": logloss(y, p),
+            "test_samples": int(y.shape[0]),
+            "eval_samples_per_s": y.shape[0] / secs if secs > 0 else 0.0,
+        }
+
+    # ---- loop ---------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask :meth:`fit` to checkpoint after the current step and raise
+        :class:`TrainingInterrupted` (safe to call from a signal handler)."""
+        self._stop = True
+
+    def fit(self) -> dict[str, Any]:
+        """Train (resuming if a checkpoint exists), evaluate, export; return the results."""
+        cfg = self.cfg
+        if cfg.checkpoint.resume:
+            self.maybe_resume()
+        reader = ParquetReader(
+            cfg.data_paths("train"), cfg.schema, cfg.batch_size, prefetch=cfg.data.prefetch,
+            shuffle_row_groups=cfg.data.shuffle_row_groups, seed=cfg.seed,
+        )
+        total_steps = cfg.epochs * len(reader)
+        progress = _Progress(total_steps, self.step, enabled=cfg.progress)
+        every = cfg.checkpoint.every_steps
+        delta_every = cfg.export.delta_every_steps
+        loss_ema = None
+        try:
+            while self.epoch < cfg.epochs:
+                t0 = time.perf_counter()
+                for batch in reader.iter_epoch(self.epoch, start=self.position):
+                    loss = self.train_step(batch)
+                    self.position = reader.position
+                    self.samples_seen += batch.size
+                    loss_ema = loss if loss_ema is None else 0.98 * loss_ema + 0.02 * loss
+                    progress.update(self.step, loss_ema)
+                    if delta_every and self.step % delta_every == 0:
+                        self.export_delta()
+                    if every and self.step % every == 0:
+                        self.train_seconds += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        self.save_checkpoint()
+                    if self._stop:
+                        self.train_seconds += time.perf_counter() - t0
+                        raise TrainingInterrupted(self.save_checkpoint(), self.step)
+                    if self.step % cfg.log_every_steps == 0 and not progress.enabled:
+                        self.log(f"step {self.step}/{total_steps} loss {loss_ema:.4f}")
+                self.train_seconds += time.perf_counter() - t0
+                self.epoch += 1
+                self.position = 0
+        finally:
+            progress.close()
+        if every:
+            self.save_checkpoint()
+        result: dict[str, Any] = {
+            "model": cfg.model,
+            "steps": self.step,
+            "train_samples": self.samples_seen,
+            "samples_per_s": self.samples_seen / self.train_seconds if self.train_seconds else 0.0,
+            "resumed_from_step": self.resumed_from,
+            "table_rows": {n: len(t) for n, t in self.tables.items()},
+            "table_bytes": {n: int(t.memory_bytes()) for n, t in self.tables.items()},
+        }
+        test = cfg.data_paths("test")
+        if test:
+            result.update(self.evaluate(test))
+        else:
+            result.update({"auc": None, "logloss": None})
+        if cfg.export.package:
+            pkg = export_package(self, cfg.output_path / "model", metrics=result)
+            result["package"] = str(pkg)
+        return result
+
+    # ---- checkpoints --------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """Write a checkpoint atomically; return its directory.
+
+        With deltas enabled, a delta is exported first (unless one was at this step): a
+        restored table starts with no pending changes, so the delta chain must end exactly
+        at the checkpoint for a resumed run's deltas to continue it without a gap.
+        """
+        if self.cfg.export.delta_every_steps and self._delta_step != self.step:
+            self.export_delta()
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        name = f"step-{self.step:08d}"
+        final = self.ckpt_dir / name
+        if final.exists():
+            return final
+        tmp = self.ckpt_dir / f".{name}.tmp-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        state = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "position": self.position,
+            "samples_seen": self.samples_seen,
+            "train_seconds": self.train_seconds,
+            "delta_seq": self.delta_seq,
+            "config": self.cfg.to_dict(),
+            "time": time.time(),
+        }
+        tables = {n: t.state_dict() for n, t in self.tables.items()}
+        _write_file(tmp / "tables.pkl", lambda f: pickle.dump(tables, f, protocol=5))
+        dense = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        _write_file(tmp / "dense.pt", lambda f: torch.save(dense, f))
+        _write_file(tmp / "state.json", lambda f: f.write(json.dumps(state, default=str).encode()))
+        _fsync_dir(tmp)
+        os.rename(tmp, final)
+        latest_tmp = self.ckpt_dir / f".LATEST.tmp-{os.getpid()}"
+        _write_file(latest_tmp, lambda f: f.write(name.encode()))
+        os.replace(latest_tmp, self.ckpt_dir / "LATEST")
+        _fsync_dir(self.ckpt_dir)
+        self._prune_checkpoints(keep=self.cfg.checkpoint.keep)
+        return final
+
+    def _prune_checkpoints(self, keep: int) -> None:
+        done = sorted(p for p in self.ckpt_dir.glob("step-*") if p.is_dir())
+        for p in done[:-keep]:
+            shutil.rmtree(p, ignore_errors=True)
+
+    def latest_checkpoint(self) -> Path | None:
+        latest = self.ckpt_dir / "LATEST"
+        if not latest.exists():
+            return None
+        p = self.ckpt_dir / latest.read_text().strip()
+        return p if p.is_dir() else None
+
+    def maybe_resume(self) -> bool:
+        """Load the newest checkpoint if there is one; return whether one was loaded."""
+        p = self.latest_checkpoint()
+        if p is None:
+            return False
+        self.load_checkpoint(p)
+        self.resumed_from = self.step
+        self.log(f"resumed from checkpoint {p} (step {self.step}, epoch {self.epoch}, "
+                 f"sample {self.position})")
+        return True
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore tables (with optimizer state), dense weights and optimizer, position."""
+        path = Path(path)
+        state = json.loads((path / "state.json").read_text())
+        saved = state.get("config", {})
+        mine = self.cfg.to_dict()
+        diff = [k for k in _ARCH_KEYS if saved.get(k) != mine.get(k)]
+        diff += [f"tables.{k}" for k in _TABLE_KEYS
+                 if saved.get("tables", {}).get(k) != mine["tables"].get(k)]
+        if diff:
+            raise ConfigError(
+                f"checkpoint {path} was written with different {', '.join(diff)}; "
+                "use a new output_dir, or set checkpoint.resume: false to start over"
+            )
+        with open(path / "tables.pkl", "rb") as f:
+            tables = pickle.load(f)
+        if set(tables) != set(self.tables):
+            raise ConfigError(
+                f"checkpoint {path} holds tables {sorted(tables)} but the config makes "
+                f"{sorted(self.tables)}; keep tables.sharing as it was or use a new output_dir"
+            )
+        for name, sd in tables.items():
+            self.tables[name] = EmbeddingTable.from_state_dict(sd)
+        self._rebind_tables()
+        dense = torch.load(path / "dense.pt", weights_only=False)
+        self.model.load_state_dict(dense["model"])
+        self.optimizer.load_state_dict(dense["optimizer"])
+        torch.set_rng_state(dense["torch_rng"])
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])
+        self.samples_seen = int(state["samples_seen"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.delta_seq = int(state.get("delta_seq", 0))
+        self._delta_step = self.step
+
+    def _rebind_tables(self) -> None:
+        for m in self.model.sparse_modules():
+            for name in m.tables:
+                m.tables[name] = self.tables[name]
+
+    # ---- export -------------------------------------------------------------------------
+    def export_package(self, out: str | Path, metrics: dict[str, Any] | None = None) -> Path:
+        """Write the model package (see :mod:`plinth.train.package`) to ``out``."""
+        return export_package(self, Path(out), metrics=metrics)
+
+    def export_delta(self) -> Path:
+        """Write the rows changed since the last delta (and the dense weights)."""
+        self.delta_seq += 1
+        self._delta_step = self.step
+        return export_delta(self, self.cfg.output_path / "deltas", self.delta_seq)
+
+
+class _Progress:
+    """A rich progress bar on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, total: int, done: int, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self._p = None
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._p = Progress(
+                TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
+                console=Console(stderr=True), transient=False,
+            )
+            self._task = self._p.add_task("train", total=total, completed=done, loss="-")
+            self._p.start()
+
+    def update(self, step: int, loss: float | None) -> None:
+        if self._p is not None:
+            self._p.update(self._task, completed=step, loss=f"{loss:.4f}" if loss else "-")
+
+    def close(self) -> None:
+        if self._p is not None:
+            self._p.stop()
