@@ -7,6 +7,11 @@ Every key is optional; an empty file gives a working single-machine server. Exam
     executor: local
     scheduler:
       poll_interval: 0.25          # seconds between polls of running replicas and deadlines
+      weights: {aging: 4, runtime: 1, size: 0.5, fit: 0.5, fair_share: 1, priority: 1}
+      aging_saturation: 6h         # every other key: docs/configuration.md, docs/scheduling.md
+      reclaim_grace: 30s           # SIGTERM -> SIGKILL for preempted (reclaimed) workloads
+    code:
+      git_local_roots: []          # directories whose git repos members may use as code
     jobs:
       default_max_runtime: 1d      # when a spec gives none
       max_max_runtime: 30d         # the largest max_runtime a spec may ask for
@@ -30,14 +35,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from plinth import scheduler as core
 from plinth.services.units import parse_duration_s, parse_memory_mib
 
 __all__ = [
+    "CodeConfig",
     "ConfigError",
     "NodeConfig",
     "RetryBackoff",
+    "SchedulerConfig",
     "ServerConfig",
     "database_url",
     "load_config",
@@ -87,10 +103,82 @@ class RetryBackoff(_Strict):
         return min(self.initial * self.factor ** max(retry - 1, 0), self.max)
 
 
+# YAML key (durations without the core's ``_s`` suffix) -> the core's field name.
+_DURATION_KEYS = {
+    "aging_saturation": "aging_saturation_s",
+    "runtime_reference": "runtime_reference_s",
+    "fair_share_half_life": "fair_share_half_life_s",
+    "reclaim_grace": "reclaim_grace_s",
+    "reclaim_after": "reclaim_after_s",
+    "borrow_max_runtime": "borrow_max_runtime_s",
+}
+
+
 class SchedulerConfig(_Strict):
+    """The ``scheduler:`` section: the control loop's poll interval plus the quota
+    scheduler's weights, limits and switches (``plinth.scheduler.SchedulerConfig``;
+    every key in docs/configuration.md). Unset keys keep the core's defaults.
+    Durations take seconds or units (``6h``); ``policy()`` gives the core's config."""
+
     poll_interval: float = 0.25
+    weights: dict[str, float] | None = None
+    aging_saturation: float | None = None
+    runtime_reference: float | None = None
+    size_reference: float | None = None
+    fair_share_half_life: float | None = None
+    priority_classes: dict[str, float] | None = None
+    default_priority: float | None = None
+    reclaim_grace: float | None = None
+    reclaim_after: float | None = None
+    max_admissions_per_cycle: int | None = None
+    borrow_max_runtime: float | None = None
+    cpu_work_on_gpu_nodes: bool | None = None
+    ordering: str | None = None
+    borrowing: bool | None = None
+    fair_borrowing: bool | None = None
+    reclaim: bool | None = None
+    backfill: bool | None = None
+    placement: str | None = None
+
+    _policy: core.SchedulerConfig = PrivateAttr(default_factory=core.SchedulerConfig)
 
     _v = field_validator("poll_interval", mode="before")(classmethod(lambda cls, v: _duration(v)))
+    _d = field_validator(*_DURATION_KEYS, mode="before")(
+        classmethod(lambda cls, v: None if v is None else _duration(v))
+    )
+
+    @model_validator(mode="after")
+    def _build_policy(self) -> SchedulerConfig:
+        values: dict[str, object] = {}
+        for key in self.model_fields_set - {"poll_interval"}:
+            v = getattr(self, key)
+            if v is None and key != "borrow_max_runtime" and key != "max_admissions_per_cycle":
+                continue
+            values[_DURATION_KEYS.get(key, key)] = v
+        try:
+            self._policy = core.config_from_dict(values)
+        except (ValueError, TypeError) as e:
+            raise ValueError(str(e)) from None
+        return self
+
+    def policy(self) -> core.SchedulerConfig:
+        """The quota scheduler's configuration (weights, limits, switches)."""
+        return self._policy
+
+    @property
+    def priority_names(self) -> tuple[str, ...]:
+        """The priority classes a job may name."""
+        return tuple(self._policy.priority_classes)
+
+
+class CodeConfig(_Strict):
+    """``code:``: where members may take code from on the server's own disk.
+
+    ``git_local_roots``: directories under which a member's ``code: {git: PATH}`` (or a
+    ``file://`` URL) may point; admins may use any local path. Empty: members may use
+    remote git URLs only."""
+
+    git_local_roots: list[str] = Field(default_factory=list)
 
 
 class JobsConfig(_Strict):
@@ -128,6 +216,7 @@ class ServerConfig(_Strict):
     scheduler: SchedulerConfig = SchedulerConfig()
     jobs: JobsConfig = JobsConfig()
     uploads: UploadsConfig = UploadsConfig()
+    code: CodeConfig = CodeConfig()
     url: str | None = None
 
     @field_validator("nodes")

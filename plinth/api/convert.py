@@ -7,16 +7,42 @@ from typing import Any
 from plinth.api.schemas import (
     CodeOut,
     EventOut,
+    ExpansionOut,
     FileOut,
     GroupOut,
+    GroupStatusOut,
+    GroupUserOut,
     JobOut,
     Quantity,
     ReplicaOut,
+    ReservationOut,
     UserOut,
 )
-from plinth.store.models import Event, File, Group, Replica, User, Workload
+from plinth.scheduler import Resources
+from plinth.services.expansions import status as expansion_status
+from plinth.services.queue import GroupView
+from plinth.store.models import (
+    Event,
+    File,
+    Group,
+    QuotaExpansion,
+    Replica,
+    Reservation,
+    User,
+    Workload,
+)
 
-__all__ = ["event_out", "file_out", "group_out", "job_out", "quantity", "replica_out", "user_out"]
+__all__ = [
+    "event_out",
+    "expansion_out",
+    "file_out",
+    "group_out",
+    "job_out",
+    "quantity",
+    "replica_out",
+    "reservation_out",
+    "user_out",
+]
 
 
 def quantity(q: dict[str, Any] | None) -> Quantity | None:
@@ -27,14 +53,55 @@ def quantity(q: dict[str, Any] | None) -> Quantity | None:
     )
 
 
-def group_out(g: Group) -> GroupOut:
-    return GroupOut(
+def _q(r: Resources) -> Quantity:
+    return Quantity(cpu=float(r.cpu), memory=int(r.memory), gpu=int(r.gpu))
+
+
+def group_out(g: Group, view: GroupView | None = None) -> GroupOut:
+    out = GroupOut(
         name=g.name,
         quota=quantity(g.quota) or Quantity(cpu=0, memory=0, gpu=0),
         borrow_limit=quantity(g.borrow_limit),
         lend_limit=quantity(g.lend_limit),
+        max_job=None if g.max_job is None else {k: float(v) for k, v in g.max_job.items()},
+        max_runtime=g.max_runtime_s,
+        max_workloads_per_user=g.max_workloads_per_user,
         created_at=g.created_at,
     )
+    if view is not None:
+        st = view.status
+        out.status = GroupStatusOut(
+            nominal=_q(st.nominal), expansion=_q(st.expansion), used=_q(st.used),
+            borrowed=_q(st.borrowed), lent=_q(st.lent), lendable=_q(st.lendable),
+            guaranteed=_q(st.guaranteed),
+        )  # fmt: skip
+        out.users = [
+            GroupUserOut(name=n, cap=quantity(u["cap"]), used=quantity(u["used"]))  # type: ignore[arg-type]
+            for n, u in sorted(view.users.items())
+        ]
+        names = view.user_names
+        out.expansions = [
+            expansion_out(e, None if e.group_id is None else g.name, names.get(e.user_id))
+            for e in view.expansions
+        ]
+    return out
+
+
+def expansion_out(e: QuotaExpansion, group: str | None, user: str | None) -> ExpansionOut:
+    return ExpansionOut(
+        id=e.id, group=group, user=user, add=quantity(e.add) or Quantity(cpu=0, memory=0, gpu=0),
+        start=e.start, end=e.end, reason=e.reason, granted_by=e.granted_by,
+        created_at=e.created_at, status=expansion_status(e),
+    )  # fmt: skip
+
+
+def reservation_out(r: Reservation, group: str | None, user: str | None) -> ReservationOut:
+    return ReservationOut(
+        id=r.id, group=group, user=user,
+        resources=quantity(r.resources) or Quantity(cpu=0, memory=0, gpu=0), node=r.node,
+        start=r.start, end=r.end, reason=r.reason, created_by=r.created_by,
+        created_at=r.created_at,
+    )  # fmt: skip
 
 
 def user_out(u: User, group: str) -> UserOut:
@@ -46,6 +113,8 @@ def user_out(u: User, group: str) -> UserOut:
 def job_out(w: Workload, group: str, user: str) -> JobOut:
     return JobOut(
         id=w.id,
+        priority=w.priority,
+        preemptions=w.preemptions,
         kind=w.kind,
         name=w.name,
         group=group,

@@ -10,13 +10,20 @@ from pydantic import BaseModel, Field
 __all__ = [
     "CodeOut",
     "EventOut",
+    "ExpansionOut",
+    "ExplainOut",
     "FileOut",
     "GroupOut",
+    "GroupStatusOut",
+    "GroupUserOut",
     "Health",
     "JobOut",
     "NodeOut",
     "Quantity",
+    "QueueEntry",
     "ReplicaOut",
+    "ReservationOut",
+    "ScoreOut",
     "TokenOut",
     "UserCreated",
     "UserOut",
@@ -29,12 +36,100 @@ class Quantity(BaseModel):
     gpu: int = Field(description="whole devices")
 
 
+class GroupStatusOut(BaseModel):
+    """The group's quota picture now (from the scheduler's ledger)."""
+
+    nominal: Quantity = Field(description="effective nominal quota: quota + active expansions")
+    expansion: Quantity = Field(description="the part of nominal from active expansions")
+    used: Quantity = Field(description="held by the group's running workloads")
+    borrowed: Quantity = Field(description="used beyond its nominal quota, lent by others")
+    lent: Quantity = Field(description="its idle quota now used by other groups")
+    lendable: Quantity = Field(description="idle quota still available to borrowers")
+    guaranteed: Quantity = Field(description="quota never lent (nominal - lend_limit)")
+
+
+class GroupUserOut(BaseModel):
+    name: str
+    cap: Quantity | None = Field(description="personal quota inside the group; null: none")
+    used: Quantity
+
+
+class ExpansionOut(BaseModel):
+    id: int
+    group: str | None
+    user: str | None
+    add: Quantity
+    start: datetime
+    end: datetime
+    reason: str
+    granted_by: str
+    created_at: datetime
+    status: str = Field(description="scheduled | active | expired")
+
+
 class GroupOut(BaseModel):
     name: str
     quota: Quantity
     borrow_limit: Quantity | None
     lend_limit: Quantity | None
+    max_job: dict[str, float] | None = Field(
+        default=None,
+        description="admin cap on one job's total demand; only the dimensions listed are capped",
+    )
+    max_runtime: float | None = Field(default=None, description="longest max_runtime, seconds")
+    max_workloads_per_user: int | None = None
     created_at: datetime
+    status: GroupStatusOut | None = None
+    users: list[GroupUserOut] = Field(default_factory=list)
+    expansions: list[ExpansionOut] = Field(
+        default_factory=list, description="active expansions of the group and its users"
+    )
+
+
+class ReservationOut(BaseModel):
+    id: str
+    group: str | None
+    user: str | None
+    resources: Quantity
+    node: str | None
+    start: datetime
+    end: datetime
+    reason: str
+    created_by: str
+    created_at: datetime
+
+
+class ScoreOut(BaseModel):
+    total: float = Field(description="sum of factor x weight")
+    factors: dict[str, float] = Field(description="each factor in [0, 1]")
+    weights: dict[str, float]
+
+
+class QueueEntry(BaseModel):
+    position: int = Field(description="1-based, over the whole queue")
+    id: str
+    name: str
+    kind: str
+    group: str
+    user: str
+    priority: str
+    queued_at: datetime
+    waiting_s: float
+    requests: Quantity
+    max_runtime: float = Field(description="seconds")
+    score: ScoreOut
+    outcome: str = Field(description="fit (starts next cycle) | preempt | wait")
+    reason: str
+
+
+class ExplainOut(BaseModel):
+    id: str
+    state: str
+    position: int | None
+    score: ScoreOut | None
+    outcome: str | None
+    reason: str
+    text: str = Field(description="the explanation, several lines")
 
 
 class UserOut(BaseModel):
@@ -83,6 +178,8 @@ class CodeOut(BaseModel):
 
 class JobOut(BaseModel):
     id: str
+    priority: str = "normal"
+    preemptions: int = Field(default=0, description="times it was preempted (reclaimed)")
     kind: str
     name: str
     group: str

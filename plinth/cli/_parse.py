@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
@@ -125,3 +126,33 @@ def parse_scalar(value: str) -> Any:
         # Dates and timestamps: keep the text, JSON has no such type.
         return value
     return parsed
+
+
+_RELATIVE = re.compile(r"^([+-])(\d+(?:\.\d+)?)(s|m|h|d|w)$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_time(text: str, option: str, now: datetime | None = None) -> str:
+    """A time for the API, as ISO-8601 UTC: ``now``, a relative ``+2h`` / ``-30m`` /
+    ``+1d`` (units s, m, h, d, w), or an ISO-8601 time (``2026-05-01T10:00``; without a
+    zone it is UTC). `now` is injectable for tests."""
+    value = text.strip()
+    base = now or datetime.now(UTC)
+    if value == "now":
+        return base.isoformat()
+    m = _RELATIVE.match(value)
+    if m:
+        sign = 1 if m.group(1) == "+" else -1
+        return (
+            base + timedelta(seconds=sign * float(m.group(2)) * _UNIT_S[m.group(3)])
+        ).isoformat()
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(
+            f"{option}: {text!r} is not a time; give ISO-8601 (2026-05-01T10:00, UTC unless "
+            "a zone is given), 'now', or a relative time like +2h, +30m, +1d"
+        ) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.isoformat()

@@ -361,6 +361,16 @@ def replicas(ctx: typer.Context, job_id: JobId, output: OutputOption = out.Outpu
 
 
 @app.command()
+def explain(ctx: typer.Context, job_id: JobId, output: OutputOption = out.Output.table) -> None:
+    """Why a job waits: its position, score breakdown and the exact reason, with numbers."""
+    e = get_client(ctx).jobs.explain(job_id)
+    if output is out.Output.json:
+        out.print_json(e)
+        return
+    out.print_line(str(e.get("text", "")))
+
+
+@app.command()
 def rerun(
     ctx: typer.Context,
     job_id: JobId,

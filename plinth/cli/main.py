@@ -22,6 +22,8 @@ from plinth.cli._parse import InputError
 from plinth.cli.groups import app as groups_app
 from plinth.cli.jobs import app as jobs_app
 from plinth.cli.nodes import app as nodes_app
+from plinth.cli.queue import queue as queue_command
+from plinth.cli.quotas import quota_app, reservation_app
 from plinth.cli.users import app as users_app
 from plinth.client import APIError, AuthError, PlinthError
 
@@ -72,6 +74,9 @@ app.add_typer(jobs_app, name="job")
 app.add_typer(groups_app, name="group")
 app.add_typer(users_app, name="user")
 app.add_typer(nodes_app, name="node")
+app.add_typer(quota_app, name="quota")
+app.add_typer(reservation_app, name="reservation")
+app.command("queue")(queue_command)
 
 train_app = typer.Typer(help="Train models (runs in this process).", no_args_is_help=True)
 app.add_typer(train_app, name="train")

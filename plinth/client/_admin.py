@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,9 +29,19 @@ class Groups:
         *,
         borrow_limit: Resources | dict[str, Any] | None = None,
         lend_limit: Resources | dict[str, Any] | None = None,
+        max_job: Resources | dict[str, Any] | None = None,
+        max_runtime: float | str | None = None,
+        max_workloads_per_user: int | None = None,
     ) -> Group:
-        """Create group ``name`` with a nominal ``quota`` (memory as MiB or ``"32Gi"``)."""
-        body = _body(name=name, quota=quota, borrow_limit=borrow_limit, lend_limit=lend_limit)
+        """Create group ``name`` with a nominal ``quota`` (memory as MiB or ``"32Gi"``).
+
+        Admin caps: ``max_job`` (largest total demand of one job), ``max_runtime``
+        (seconds or ``"2h"``), ``max_workloads_per_user`` (live workloads per user)."""
+        body = _body(
+            name=name, quota=quota, borrow_limit=borrow_limit, lend_limit=lend_limit,
+            max_job=max_job, max_runtime=max_runtime,
+            max_workloads_per_user=max_workloads_per_user,
+        )  # fmt: skip
         return cast(Group, self._t.json("POST", f"{API_PREFIX}/groups", json=body))
 
     def list(self) -> list[Group]:
@@ -46,9 +57,15 @@ class Groups:
         quota: Resources | dict[str, Any] | None = None,
         borrow_limit: Resources | dict[str, Any] | None = None,
         lend_limit: Resources | dict[str, Any] | None = None,
+        max_job: Resources | dict[str, Any] | None = None,
+        max_runtime: float | str | None = None,
+        max_workloads_per_user: int | None = None,
     ) -> Group:
-        """Change the given limits of group ``name``; the others stay as they are."""
-        body = _body(quota=quota, borrow_limit=borrow_limit, lend_limit=lend_limit)
+        """Change the given limits and caps of group ``name``; the others stay as they are."""
+        body = _body(
+            quota=quota, borrow_limit=borrow_limit, lend_limit=lend_limit, max_job=max_job,
+            max_runtime=max_runtime, max_workloads_per_user=max_workloads_per_user,
+        )  # fmt: skip
         return cast(Group, self._t.json("PATCH", f"{API_PREFIX}/groups/{name}", json=body))
 
     def delete(self, name: str) -> None:
@@ -133,3 +150,77 @@ class Files:
 
     def get(self, sha256: str) -> FileInfo:
         return cast(FileInfo, self._t.json("GET", f"{API_PREFIX}/files/{sha256}"))
+
+
+def _when(t: datetime | str | None) -> str | None:
+    """A time for the API: ISO-8601; an aware or naive (UTC) datetime is converted."""
+    if t is None or isinstance(t, str):
+        return t
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.isoformat()
+
+
+class QuotaExpansions:
+    """Time-boxed extra quota for a group or a user (grants need an admin token)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def grant(
+        self,
+        *,
+        add: Resources | dict[str, Any],
+        until: datetime | str,
+        reason: str,
+        group: str | None = None,
+        user: str | None = None,
+        start: datetime | str | None = None,
+    ) -> dict[str, Any]:
+        """Grant ``add`` to exactly one of ``group`` or ``user`` from ``start`` (default
+        now) until ``until`` (ISO-8601 or datetime); it expires by itself."""
+        body = _body(group=group, user=user, add=add, start=_when(start), end=_when(until),
+                     reason=reason)  # fmt: skip
+        return cast("dict[str, Any]", self._t.json("POST", f"{API_PREFIX}/quota-expansions",
+                                                   json=body))  # fmt: skip
+
+    def list(self, *, active: bool = False) -> list[dict[str, Any]]:
+        """Expansions with history, newest first (``active``: only those in force now)."""
+        params = {"active": "true"} if active else None
+        return cast(
+            "list[dict[str, Any]]",
+            self._t.json("GET", f"{API_PREFIX}/quota-expansions", params=params),
+        )
+
+
+class Reservations:
+    """Capacity kept free for a group or a user during a window (admin writes)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def create(
+        self,
+        *,
+        resources: Resources | dict[str, Any],
+        start: datetime | str,
+        until: datetime | str,
+        group: str | None = None,
+        user: str | None = None,
+        node: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Book ``resources`` for exactly one of ``group`` or ``user``, optionally on ``node``."""
+        body = _body(group=group, user=user, resources=resources, node=node,
+                     start=_when(start), end=_when(until), reason=reason)  # fmt: skip
+        return cast("dict[str, Any]", self._t.json("POST", f"{API_PREFIX}/reservations",
+                                                   json=body))  # fmt: skip
+
+    def list(self, *, include_ended: bool = False) -> list[dict[str, Any]]:
+        params = {"all": "true"} if include_ended else None
+        return cast(
+            "list[dict[str, Any]]", self._t.json("GET", f"{API_PREFIX}/reservations", params=params)
+        )
+
+    def delete(self, reservation_id: str) -> None:
+        self._t.request("DELETE", f"{API_PREFIX}/reservations/{reservation_id}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Self, cast
 
-from plinth.client._admin import Files, Groups, Nodes, Users
+from plinth.client._admin import Files, Groups, Nodes, QuotaExpansions, Reservations, Users
 from plinth.client._http import API_PREFIX, Transport, resolve_token, resolve_url
 from plinth.client._jobs import Jobs
 from plinth.client._types import User
@@ -33,6 +33,8 @@ class Client:
         self.nodes = Nodes(self._transport)
         self.files = Files(self._transport)
         self.jobs = Jobs(self._transport)
+        self.quota_expansions = QuotaExpansions(self._transport)
+        self.reservations = Reservations(self._transport)
 
     @property
     def url(self) -> str:

@@ -51,6 +51,17 @@ class Jobs:
     def get(self, job_id: str) -> Job:
         return cast(Job, self._t.json("GET", f"{API_PREFIX}/jobs/{job_id}"))
 
+    def explain(self, job_id: str) -> dict[str, Any]:
+        """Why the job waits: ``{"text", "position", "score", "outcome", "reason", ...}``."""
+        return cast("dict[str, Any]", self._t.json("GET", f"{API_PREFIX}/jobs/{job_id}/explain"))
+
+    def queue(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Pending workloads in the scheduler's order, each with its score breakdown."""
+        return cast(
+            "list[dict[str, Any]]",
+            self._t.json("GET", f"{API_PREFIX}/queue", params={"limit": limit}),
+        )
+
     def cancel(self, job_id: str) -> Job:
         """Cancel a job; a finished job is returned unchanged."""
         return cast(Job, self._t.json("POST", f"{API_PREFIX}/jobs/{job_id}/cancel"))

@@ -1,31 +1,17 @@
-"""The admission policy for now: FIFO over pending workloads, a gang is admitted when
-every replica fits the free capacity, placed first-fit. Pure: a snapshot in, decisions
-out; no I/O, no clock.
+"""Submit-time feasibility: could a gang ever start on the configured nodes, even empty?
 
-The quota scheduler (plinth.scheduler) replaces ``decide`` without changing its callers:
-the control loop builds a ``Snapshot``, calls ``decide``, and applies the ``Decisions``
-in one transaction.
-
-A pending workload that does not fit is skipped and later ones may still start (so a
-large gang can wait behind a stream of small ones; the quota scheduler's backfill and
-aging address that).
+Admission itself is the quota scheduler's (``plinth.scheduler.schedule``, wired in by
+``services.control_loop`` and ``services.scheduling``); this module only answers, at
+submit, whether a job's replicas can be placed at all, so that a job that could never
+start is refused with a 422 naming the replica and the capacity instead of waiting
+forever. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-__all__ = [
-    "Admission",
-    "Decisions",
-    "NodeFree",
-    "PendingWorkload",
-    "Placement",
-    "ReplicaDemand",
-    "Snapshot",
-    "decide",
-    "unplaceable_reason",
-]
+__all__ = ["NodeFree", "ReplicaDemand", "unplaceable_reason"]
 
 _EPS = 1e-9  # cpu is fractional; tolerate float rounding in sums
 
@@ -56,38 +42,12 @@ class ReplicaDemand:
 
 
 @dataclass(frozen=True)
-class PendingWorkload:
-    id: str
-    replicas: tuple[ReplicaDemand, ...]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Free capacity now and the pending workloads in queue order (first = longest waiting)."""
-
-    nodes: tuple[NodeFree, ...]
-    pending: tuple[PendingWorkload, ...]
-
-
-@dataclass(frozen=True)
 class Placement:
     role: str
     replica: int
     node: str
     address: str
     gpus: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Admission:
-    workload_id: str
-    placements: tuple[Placement, ...]
-
-
-@dataclass
-class Decisions:
-    admissions: list[Admission] = field(default_factory=list)
-    waiting: dict[str, str] = field(default_factory=dict)  # workload id -> why it waits
 
 
 @dataclass
@@ -117,27 +77,6 @@ def _place(
             return None, r
     free[:] = trial
     return out, None
-
-
-def decide(snapshot: Snapshot) -> Decisions:
-    """Admit, in queue order, every pending workload whose whole gang fits what is left."""
-    free = [_Free(n.name, n.address, n.cpu, n.memory, list(n.gpus)) for n in snapshot.nodes]
-    d = Decisions()
-    for w in snapshot.pending:
-        placements, blocker = _place(free, w.replicas)
-        if placements is None:
-            assert blocker is not None
-            avail = ", ".join(
-                f"{n.name} cpu={max(n.cpu, 0):g} memory={n.memory}Mi gpu={len(n.gpus)}"
-                for n in free
-            )
-            d.waiting[w.id] = (
-                f"waiting for capacity: replica {blocker.describe()} does not fit "
-                f"with the rest of its gang; free now: {avail}"
-            )
-        else:
-            d.admissions.append(Admission(w.id, tuple(placements)))
-    return d
 
 
 def unplaceable_reason(

@@ -10,12 +10,20 @@ observe
     must stop (the workload finished, was cancelled, or its attempt is over).
     One read, and one write transaction only when something changed.
 admit
-    build a ``Snapshot`` (free capacity = nodes minus live replicas; pending
-    workloads in queue order), ``admission.decide`` it, and apply the decisions in
-    ONE transaction (state ``admitted``, replica rows with node, port and log path,
-    a workload-scoped token). Then per admitted workload: prepare its code, one
-    ``executor.launch`` per replica, and one transaction recording the handles and
-    the state ``running``.
+    build the quota scheduler's ``Snapshot`` (``services.scheduling``: nodes, groups,
+    users, expansions, reservations, running workloads from their live replicas,
+    pending workloads in queue order, usage history), run ``plinth.scheduler.schedule``
+    and apply its decisions in ONE transaction under the write lock (state
+    ``admitted``, replica rows with node, GPU indices, port and log path, a
+    workload-scoped token; preemptions; waiting reasons). Then per admitted
+    workload: prepare its code, one ``executor.launch`` per replica, and one
+    transaction recording the handles and the state ``running``.
+
+Preemption (reclaim): the workload stays ``running`` with ``preempted_at`` set (event
+``preempted`` with the scheduler's reason) and its replicas get SIGTERM, SIGKILL after
+``scheduler.reclaim_grace``; it keeps holding its resources until they have exited,
+then returns to ``pending`` (event ``requeued``) with its original ``queued_at``,
+without using a retry. Every ended replica adds a usage record (fair share).
 
 Writing the replica rows before launching means a crash between the two leaves
 rows in state ``launching``, which ``reconcile`` at the next start resolves.
@@ -35,35 +43,82 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, text, update
 
+from plinth import scheduler as core
 from plinth.config import ServerConfig
 from plinth.executors.base import EXIT_LOST, Executor, NodeCapacity, ReplicaLaunch, describe_exit
 from plinth.services import events as ev
-from plinth.services.admission import (
-    NodeFree,
-    PendingWorkload,
-    ReplicaDemand,
-    Snapshot,
-    decide,
-)
+from plinth.services.admission import NodeFree, ReplicaDemand
 from plinth.services.auth import hash_token, new_token
 from plinth.services.exit_watcher import ExitWatcher
 from plinth.services.files import archive_limits
 from plinth.services.jobs import replica_demands
 from plinth.services.lifecycle import FINAL, State, transition
 from plinth.services.replica_env import ReplicaAddress, replica_env
+from plinth.services.scheduling import (
+    LIVE_REPLICA_STATES,
+    SnapshotInfo,
+    build_snapshot,
+    epoch,
+    next_boundary,
+    resources,
+)
 from plinth.services.workdirs import CodeError, log_path, prepare_code
 from plinth.store.db import Database
-from plinth.store.models import Event, Replica, Token, Workload, utcnow
+from plinth.store.models import Event, Group, Replica, Token, UsageRecord, Workload, utcnow
 
 __all__ = ["LIVE_REPLICA_STATES", "ControlLoop"]
 
+
+def _checked(info: SnapshotInfo, admissions: list[core.Admission]) -> list[core.Admission]:
+    """The apply step's own guard: admissions that keep every node within its capacity.
+
+    The scheduler guarantees this; checking again here (cheap) means a bug there can
+    never over-commit a node: an offending admission is dropped and logged.
+    """
+    used: dict[str, list[float]] = {n.name: [0.0, 0.0, 0.0] for n in info.snapshot.nodes}
+    cap = {n.name: n.capacity.as_tuple() for n in info.snapshot.nodes}
+    for w in info.snapshot.running:
+        for node, v in w.node_usage().items():
+            u = used.setdefault(node, [0.0, 0.0, 0.0])
+            for k in range(3):
+                u[k] += v[k]
+    ok = []
+    pending = {w.id: w for w in info.snapshot.pending}
+    for a in admissions:
+        w = pending.get(a.workload_id)
+        if w is None:
+            log.error("scheduler admitted %s, which is not pending; ignored", a.workload_id)
+            continue
+        per_role = {r.name: r.resources.as_tuple() for r in w.roles}
+        trial = {k: list(v) for k, v in used.items()}
+        fits = True
+        for role, nodes in a.placement.items():
+            for node in nodes:
+                u = trial.get(node)
+                if u is None:
+                    fits = False
+                    break
+                for k in range(3):
+                    u[k] += per_role[role][k]
+        fits = fits and all(
+            trial[n][0] <= cap[n][0] + 1e-6 and trial[n][1] <= cap[n][1] and trial[n][2] <= cap[n][2]
+            for n in trial if n in cap
+        )  # fmt: skip
+        if not fits:
+            log.error("scheduler admission of %s would over-commit a node; ignored", w.id)
+            continue
+        used = trial
+        ok.append(a)
+    return ok
+
+
 log = logging.getLogger("plinth.control_loop")
 
-LIVE_REPLICA_STATES = ("launching", "running")
-ADMIT_SCAN = 1000  # pending workloads looked at per cycle (queue head)
 ADMIT_BATCH = 32  # workloads admitted per transaction; more are taken in the next round
+USAGE_KEEP_HALF_LIVES = 10  # usage older than this many half-lives weighs < 0.1%: dropped
+_PG_ADMIT_LOCK = 0x706C6E7461646D  # advisory lock serialising admission across servers
 
 
 @dataclass
@@ -153,6 +208,12 @@ class ControlLoop:
         self._specs: dict[str, _Cached] = {}  # pending workload -> its spec, code, demands
         self._exits = ExitWatcher(self.wake)  # a replica's exit wakes the loop at once
         self._due: list[float] = []  # monotonic times at which a cycle must run (heap)
+        # (pending id, attempt) -> its scheduler value (see build_snapshot)
+        self._pending_cache: dict[tuple[str, int], core.Workload] = {}
+        self._usage: list[core.UsageRecord] | None = None  # fair-share history (memory)
+        self._boundary: float | None = None  # next expansion/reservation start or end
+        self.policy: core.SchedulerConfig = cfg.scheduler.policy()
+        self.last_phases: dict[str, float] = {}  # the last cycle's phase durations (s)
         self.cycles = 0
 
     # -- lifecycle of the loop itself ---------------------------------------------
@@ -187,6 +248,10 @@ class ControlLoop:
                 workload.spec, workload.code, replica_demands(workload.spec)
             )
         self._wake.set()
+
+    def usage(self) -> tuple[core.UsageRecord, ...]:
+        """The fair-share usage history the scheduler uses (for read-side views)."""
+        return tuple(self._usage or ())
 
     def _due_in(self, delay_s: float) -> None:
         """Make sure a cycle runs `delay_s` seconds from now (a retry's backoff ends, a
@@ -241,6 +306,7 @@ class ControlLoop:
                     Workload.state,
                     Workload.attempt,
                     Workload.deadline_at,
+                    Workload.preempted_at,
                 )
                 .join(Workload, Replica.workload_id == Workload.id)
                 .where(Replica.state == "running")
@@ -248,7 +314,7 @@ class ControlLoop:
         exits: dict[int, tuple[int, str | None]] = {}
         must_stop: list[int] = []
         timed_out: set[str] = set()
-        for rid, wid, r_attempt, handle, w_state, w_attempt, deadline in rows:
+        for rid, wid, r_attempt, handle, w_state, w_attempt, deadline, preempted in rows:
             self._watch(handle)  # re-adopted replicas too (no-op when already watched)
             code = self._poll(handle)
             if code is not None:
@@ -259,7 +325,10 @@ class ControlLoop:
                 if why == "timeout":
                     timed_out.add(wid)
                 continue
-            if w_state in FINAL or w_state == State.PENDING or r_attempt != w_attempt:
+            # A preempted workload's replicas too: after a restart the stop must be
+            # issued again (the old process's SIGKILL timer is gone).
+            over = w_state in FINAL or w_state == State.PENDING or r_attempt != w_attempt
+            if over or preempted is not None:
                 if rid not in self._stopping:
                     must_stop.append(rid)
             elif w_state == State.RUNNING and deadline is not None and now >= deadline:
@@ -269,11 +338,15 @@ class ControlLoop:
         to_stop: list[tuple[int, dict[str, Any]]] = []
         with self.db.session() as s:
             affected: dict[str, list[Replica]] = defaultdict(list)
+            usage: list[dict[str, Any]] = []
             for rid, (code, why) in exits.items():
                 r = s.get(Replica, rid)
                 assert r is not None
                 r.exit_code = code
                 r.finished_at = now
+                if r.started_at is not None:
+                    usage.append({"workload_id": r.workload_id, "start": r.started_at,
+                                  "end": now, "resources": dict(r.resources)})  # fmt: skip
                 if r.stop_requested or rid in self._stopping or why in ("stopped", "timeout"):
                     r.state = "stopped"  # ended because Plinth asked, whatever its status
                 elif code == 0:
@@ -289,6 +362,7 @@ class ControlLoop:
                     now, role=r.role, replica=r.replica, attempt=r.attempt, exit_code=code,
                 )  # fmt: skip
                 affected[r.workload_id].append(r)
+            self._record_usage(s, usage)
             for wid in set(affected) | timed_out:
                 w = s.get(Workload, wid)
                 if w is None or w.state != State.RUNNING:
@@ -312,6 +386,7 @@ class ControlLoop:
                         or_(
                             Workload.state.not_in([State.RUNNING.value, State.ADMITTED.value]),
                             Replica.attempt != Workload.attempt,
+                            Workload.preempted_at.is_not(None),
                         ),
                     )
                 )
@@ -328,13 +403,54 @@ class ControlLoop:
             self._stopping.add(rid)
         return True
 
+    def _record_usage(self, s: Any, usage: list[dict[str, Any]]) -> None:
+        """One usage record per ended replica attempt (fair share), in the DB and memory."""
+        if not usage:
+            return
+        wids = {u["workload_id"] for u in usage}
+        groups = {
+            wid: (gid, name)
+            for wid, gid, name in s.execute(
+                select(Workload.id, Group.id, Group.name)
+                .join(Group, Workload.group_id == Group.id)
+                .where(Workload.id.in_(wids))
+            )
+        }
+        rows = []
+        for u in usage:
+            gid, name = groups[u["workload_id"]]
+            rows.append({"group_id": gid, "start": u["start"], "end": u["end"],
+                         "resources": u["resources"]})  # fmt: skip
+            if self._usage is not None:
+                self._usage.append(core.UsageRecord(
+                    name, epoch(u["start"]), epoch(u["end"]), resources(u["resources"])
+                ))  # fmt: skip
+        s.execute(insert(UsageRecord), rows)
+
     def _decide_after_exits(self, s: Any, w: Workload, now: Any) -> None:
-        """A replica of running workload `w` ended: succeeded, retry, or failed?"""
+        """A replica of running workload `w` ended: succeeded, retry, failed, or (when it
+        was preempted and nothing of it runs any more) back to pending?"""
         current = list(
             s.scalars(
                 select(Replica).where(Replica.workload_id == w.id, Replica.attempt == w.attempt)
             )
         )
+        if w.preempted_at is not None:
+            if any(r.state in LIVE_REPLICA_STATES for r in current):
+                return  # the rest of the gang is still stopping; it holds its resources
+            waited = now - w.queued_at
+            t = transition(
+                w, State.PENDING,
+                f"preemption done: all {len(current)} replica(s) stopped; back in the queue "
+                f"with its original queue time {w.queued_at.isoformat(timespec='seconds')} "
+                f"(waiting {waited.total_seconds():.0f}s in all), no retry used",
+                now, event_type="requeued",
+            )  # fmt: skip
+            w.attempt += 1
+            w.preempted_at = None
+            w.deadline_at = None
+            ev.record_transition(s, w.id, t, now)
+            return
         failed = [r for r in current if r.state in ("failed", "lost")]
         if failed:
             f = failed[0]
@@ -389,58 +505,72 @@ class ControlLoop:
     # -- admit and launch ----------------------------------------------------------------
 
     def admit_and_launch(self) -> bool:
-        """Admit what fits and launch it; True when more admissions may be waiting.
+        """Run one quota-scheduler cycle, apply it, launch what it admitted.
 
-        This is the submit-to-running path, so it uses Core statements (no ORM unit of
-        work): one transaction before the launches, one after them for the whole batch.
+        True when more admissions may be waiting (the batch was cut). The snapshot is
+        read and the decisions applied in ONE write transaction that holds the write lock
+        (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory transaction lock), so nothing
+        can change between what the scheduler saw and what is written: concurrent
+        submissions never over-admit. Preempted workloads' replicas get SIGTERM after
+        the commit, with ``scheduler.reclaim_grace`` before SIGKILL.
         """
         now = utcnow()
         plans: list[_Plan] = []
+        to_stop: list[tuple[int, dict[str, Any]]] = []
+        with self.db.read() as s:
+            # The common idle case (nothing waiting) costs one indexed lookup, not a
+            # whole snapshot and a write lock.
+            if (
+                s.scalar(select(Workload.id).where(Workload.state == State.PENDING.value).limit(1))
+                is None
+            ):
+                return False
         with self.db.session() as s:
-            pending = (
-                s.connection()
-                .execute(
-                    select(*_WROW, Workload.user_id, Workload.attempt, Workload.max_runtime_s)
-                    .where(
-                        Workload.state == State.PENDING.value,
-                        or_(Workload.not_before.is_(None), Workload.not_before <= now),
-                    )
-                    .order_by(Workload.queued_at, Workload.id)
-                    .limit(ADMIT_SCAN)
-                )
-                .all()
-            )
-            if not pending:
+            if not self.db.is_sqlite:
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ADMIT_LOCK})
+            info = build_snapshot(s, self.nodes, now, usage=self._usage_history(s, now),
+                                  cache=self._pending_cache)  # fmt: skip
+            self._plan_boundary(info.snapshot)
+            if not info.snapshot.pending:
                 return False
-            pending_ids = [r.id for r in pending]
-            self._cache_specs(s, pending_ids)
-            used = (
-                s.connection()
-                .execute(
-                    select(Replica.node, Replica.resources, Replica.gpus).where(
-                        Replica.state.in_(LIVE_REPLICA_STATES)
-                    )
-                )
-                .all()
+            decisions = core.schedule(info.snapshot, self.policy)
+            self.last_phases = decisions.phases
+            self._write_waiting(
+                s, {k: v for k, v in decisions.reasons.items() if k in info.pending}
             )
-            snapshot = Snapshot(
-                nodes=self._free(used),
-                pending=tuple(PendingWorkload(i, self._specs[i].demands) for i in pending_ids),
-            )
-            decisions = decide(snapshot)
-            admissions = decisions.admissions[:ADMIT_BATCH]
-            more = len(decisions.admissions) > ADMIT_BATCH
-            self._write_waiting(s, decisions.waiting)
-            if not admissions:
-                return False
-            rows = {r.id: r for r in pending}
             events: list[dict[str, Any]] = []
+            to_stop = self._apply_preemptions(s, info, decisions.preemptions, now, events)
+            admissions = _checked(info, decisions.admissions)[:ADMIT_BATCH]
+            more = len(decisions.admissions) > ADMIT_BATCH
+            if not admissions and not events:
+                return False
+            self._cache_specs(s, [a.workload_id for a in admissions])
+            rows = {
+                r.id: r
+                for r in s.connection().execute(
+                    select(
+                        *_WROW, Workload.user_id, Workload.attempt, Workload.max_runtime_s
+                    ).where(Workload.id.in_([a.workload_id for a in admissions]))
+                )
+            }
+            free_gpus = {
+                n.name: [g for g in range(n.gpu) if g not in info.busy_gpus[n.name]]
+                for n in self.nodes
+            }
+            address = {n.name: n.address for n in self.nodes}
             tokens: list[dict[str, Any]] = []
             for a in admissions:
                 r = rows[a.workload_id]
-                nodes = sorted({p.node for p in a.placements})
-                _apply(s, r, State.ADMITTED, f"admitted on {', '.join(nodes)}", now, events,
-                       attempt=r.attempt)  # fmt: skip
+                nodes = sorted({n for ns in a.placement.values() for n in ns})
+                how = ""
+                if a.borrows:
+                    how += " (borrowing idle quota of other groups; may be reclaimed)"
+                if a.backfill:
+                    how += " (backfill: ends before the top blocked workload can start)"
+                if a.reservation:
+                    how += f" (in reservation {a.reservation})"
+                _apply(s, r, State.ADMITTED, f"admitted on {', '.join(nodes)}{how}", now, events,
+                       attempt=r.attempt, borrows=a.borrows, backfill=a.backfill)  # fmt: skip
                 self._waiting.pop(r.id, None)
                 cached = self._specs.pop(r.id)
                 token = new_token()
@@ -448,34 +578,124 @@ class ControlLoop:
                                "workload_id": r.id, "created_at": now})  # fmt: skip
                 plan = _Plan(r.id, r.attempt, cached.spec, cached.code, token, r.max_runtime_s)
                 demands = {(d.role, d.replica): d for d in cached.demands}
-                for p in a.placements:
-                    port = self.executor.allocate_port(p.node)
-                    lp = log_path(self.home, r.id, p.role, p.replica, r.attempt)
-                    d = demands[(p.role, p.replica)]
-                    rid = s.connection().execute(
-                        insert(Replica)
-                        .values(
-                            workload_id=r.id, role=p.role, replica=p.replica, attempt=r.attempt,
-                            state="launching", node=p.node, host=p.address, port=port,
-                            gpus=list(p.gpus),
-                            resources={"cpu": d.cpu, "memory": d.memory, "gpu": d.gpu},
-                            handle=None, log_path=str(lp), stop_requested=False,
+                for role, role_nodes in a.placement.items():
+                    for i, node in enumerate(role_nodes):
+                        d = demands[(role, i)]
+                        gpus, free_gpus[node] = (
+                            tuple(free_gpus[node][: d.gpu]),
+                            free_gpus[node][d.gpu :],
                         )
-                        .returning(Replica.id)
-                    ).scalar_one()  # fmt: skip
-                    plan.replicas.append((rid, p.role, p.replica, p.node, p.gpus, lp))
-                    plan.addresses.append(ReplicaAddress(p.role, p.replica, p.address, port))
+                        port = self.executor.allocate_port(node)
+                        lp = log_path(self.home, r.id, role, i, r.attempt)
+                        rid = s.connection().execute(
+                            insert(Replica)
+                            .values(
+                                workload_id=r.id, role=role, replica=i, attempt=r.attempt,
+                                state="launching", node=node, host=address[node], port=port,
+                                gpus=list(gpus),
+                                resources={"cpu": d.cpu, "memory": d.memory, "gpu": d.gpu},
+                                handle=None, log_path=str(lp), stop_requested=False,
+                            )
+                            .returning(Replica.id)
+                        ).scalar_one()  # fmt: skip
+                        plan.replicas.append((rid, role, i, node, gpus, lp))
+                        plan.addresses.append(ReplicaAddress(role, i, address[node], port))
                 plans.append(plan)
-            s.connection().execute(insert(Token), tokens)
-            s.connection().execute(insert(Event), events)
+            if tokens:
+                s.connection().execute(insert(Token), tokens)
+            if events:
+                s.connection().execute(insert(Event), events)
+        grace = self.policy.reclaim_grace_s
+        for rid, handle in to_stop:
+            try:
+                self.executor.stop(handle, grace)
+            except Exception:
+                log.exception("stopping preempted replica %s failed", rid)
+            self._stopping.add(rid)
+        if to_stop:
+            self._due_in(grace + self.cfg.scheduler.poll_interval)
         self._launch_all(plans)
         return more
 
-    def _cache_specs(self, s: Any, pending_ids: Sequence[str]) -> None:
-        """Specs, code records and demands of pending workloads, read once per workload
-        (they never change), so a long queue costs a scan of small columns per cycle, not
-        a JSON parse per row. ``wake(workload=...)`` fills it for new submissions."""
-        missing = [i for i in pending_ids if i not in self._specs]
+    def _apply_preemptions(
+        self,
+        s: Any,
+        info: SnapshotInfo,
+        preemptions: Sequence[core.Preemption],
+        now: datetime,
+        events: list[dict[str, Any]],
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Mark each preempted workload (it keeps its resources until its replicas exit)
+        and return the replicas to SIGTERM once the transaction commits."""
+        grace = self.policy.reclaim_grace_s
+        out: list[tuple[int, dict[str, Any]]] = []
+        for p in preemptions:
+            wid = info.running.get(p.workload_id)
+            if wid is None or wid != p.workload_id:
+                continue  # an old attempt already stopping: nothing more to do
+            why = (
+                f"preempted: {p.reason}; SIGTERM now, SIGKILL after {grace:g}s, then back "
+                "to the queue with its original queue time (no retry used)"
+            )
+            done = s.connection().execute(
+                update(Workload)
+                .where(Workload.id == wid, Workload.state == State.RUNNING.value,
+                       Workload.preempted_at.is_(None))
+                .values(preempted_at=now, preemptions=Workload.preemptions + 1, reason=why)
+            ).rowcount  # fmt: skip
+            if not done:
+                continue
+            events.append({
+                "workload_id": wid, "type": "preempted", "reason": why, "time": now,
+                "data": {"for_workload": p.for_workload, "grace_s": grace},
+            })  # fmt: skip
+            rows = s.connection().execute(
+                select(Replica.id, Replica.handle)
+                .join(Workload, Replica.workload_id == Workload.id)
+                .where(Replica.workload_id == wid, Replica.attempt == Workload.attempt,
+                       Replica.state == "running")
+            ).all()  # fmt: skip
+            if rows:
+                s.connection().execute(
+                    update(Replica)
+                    .where(Replica.id.in_([r.id for r in rows]))
+                    .values(stop_requested=True)
+                )
+            out.extend((r.id, dict(r.handle or {})) for r in rows)
+        return out
+
+    def _usage_history(self, s: Any, now: datetime) -> tuple[core.UsageRecord, ...]:
+        """Usage records for fair share, kept in memory (this thread appends what it
+        writes); read once, and records older than ``USAGE_KEEP_HALF_LIVES`` half-lives
+        are dropped from memory and, now and then, from the database."""
+        keep_s = USAGE_KEEP_HALF_LIVES * self.policy.fair_share_half_life_s
+        cutoff = now - timedelta(seconds=keep_s)
+        if self._usage is None:
+            rows = s.connection().execute(
+                select(Group.name, UsageRecord.start, UsageRecord.end, UsageRecord.resources)
+                .join(Group, UsageRecord.group_id == Group.id)
+                .where(UsageRecord.end > cutoff)
+            )
+            self._usage = [
+                core.UsageRecord(g, epoch(a), epoch(b), resources(res)) for g, a, b, res in rows
+            ]
+        if self.cycles % 1000 == 1:
+            t_cut = epoch(cutoff)
+            self._usage = [u for u in self._usage if u.end > t_cut]
+            s.connection().execute(delete(UsageRecord).where(UsageRecord.end <= cutoff))
+        return tuple(self._usage)
+
+    def _plan_boundary(self, snapshot: core.Snapshot) -> None:
+        """Make sure a cycle runs when the next expansion or reservation starts or ends."""
+        t = next_boundary(snapshot)
+        if t is not None and t != self._boundary:
+            self._boundary = t
+            self._due_in(t - snapshot.now + 0.01)
+
+    def _cache_specs(self, s: Any, ids: Sequence[str]) -> None:
+        """Specs, code records and demands of workloads about to start (a submit hands
+        them over with ``wake(workload=...)``; others are read here)."""
+        missing = [i for i in ids if i not in self._specs]
         for i in range(0, len(missing), 500):
             for wid, spec, code in s.connection().execute(
                 select(Workload.id, Workload.spec, Workload.code).where(
@@ -483,28 +703,14 @@ class ControlLoop:
                 )
             ):
                 self._specs[wid] = _Cached(spec, code, replica_demands(spec))
-        if len(self._specs) > 2 * len(pending_ids) + 1000:
-            keep = set(pending_ids)
+        if len(self._specs) > 5000:
+            keep = set(ids)
             self._specs = {k: v for k, v in self._specs.items() if k in keep}
-
-    def _free(self, used: list[Any]) -> tuple[NodeFree, ...]:
-        cpu = {n.name: n.cpu for n in self.nodes}
-        mem = {n.name: n.memory_mib for n in self.nodes}
-        busy_gpus: dict[str, set[int]] = defaultdict(set)
-        for node, res, gpus in used:
-            if node in cpu:
-                cpu[node] -= float(res.get("cpu", 0))
-                mem[node] -= int(res.get("memory", 0))
-                busy_gpus[node].update(gpus or ())
-        free = []
-        for n in self.nodes:
-            gpus = tuple(g for g in range(n.gpu) if g not in busy_gpus[n.name])
-            free.append(NodeFree(n.name, n.address, cpu[n.name], mem[n.name], gpus))
-        return tuple(free)
 
     def _write_waiting(self, s: Any, waiting: dict[str, str]) -> None:
         """Record why pending workloads wait, only when the reason changed (few writes)."""
         for wid, why in list(waiting.items())[:100]:
+            why = f"waiting: {why}"
             if self._waiting.get(wid) != why:
                 s.connection().execute(
                     update(Workload)

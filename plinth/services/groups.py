@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from plinth.services.auth import Principal, require_admin, require_unscoped
 from plinth.services.errors import Conflict, NotFound
 from plinth.services.lifecycle import LIVE
 from plinth.services.specs import GroupCreate, GroupPatch
-from plinth.store.models import Group, User, Workload
+from plinth.store.models import Group, QuotaExpansion, Reservation, UsageRecord, User, Workload
 
 __all__ = ["create_group", "delete_group", "get_group", "list_groups", "update_group"]
 
@@ -31,6 +31,10 @@ def create_group(session: Session, p: Principal, req: GroupCreate) -> Group:
         quota=req.quota.model_dump(),
         borrow_limit=req.borrow_limit.model_dump() if req.borrow_limit else None,
         lend_limit=req.lend_limit.model_dump() if req.lend_limit else None,
+        # Only the dimensions given are capped (max_job: {gpu: 8} leaves cpu uncapped).
+        max_job=req.max_job.model_dump(exclude_unset=True) if req.max_job else None,
+        max_runtime_s=req.max_runtime,
+        max_workloads_per_user=req.max_workloads_per_user,
     )
     session.add(g)
     session.flush()
@@ -65,11 +69,18 @@ def update_group(session: Session, p: Principal, name: str, req: GroupPatch) -> 
         g.borrow_limit = req.borrow_limit.model_dump() if req.borrow_limit else None
     if "lend_limit" in req.model_fields_set:
         g.lend_limit = req.lend_limit.model_dump() if req.lend_limit else None
+    if "max_job" in req.model_fields_set:
+        g.max_job = req.max_job.model_dump(exclude_unset=True) if req.max_job else None
+    if "max_runtime" in req.model_fields_set:
+        g.max_runtime_s = req.max_runtime
+    if "max_workloads_per_user" in req.model_fields_set:
+        g.max_workloads_per_user = req.max_workloads_per_user
     return g
 
 
 def delete_group(session: Session, p: Principal, name: str) -> None:
-    """Delete a group; Conflict while it has users or live workloads."""
+    """Delete a group; Conflict while it has users, live workloads, expansions or
+    reservations (their history is kept)."""
     require_admin(p)
     g = _get(session, name)
     users = session.scalar(select(func.count()).select_from(User).where(User.group_id == g.id))
@@ -90,4 +101,9 @@ def delete_group(session: Session, p: Principal, name: str) -> None:
             f"group {name!r} has {finished} finished workload(s) in its history; "
             "groups with history are kept"
         )
+    for table, what in ((QuotaExpansion, "quota expansion"), (Reservation, "reservation")):
+        n = session.scalar(select(func.count()).select_from(table).where(table.group_id == g.id))
+        if n:
+            raise Conflict(f"group {name!r} has {n} {what}(s) in its history; it is kept")
+    session.execute(delete(UsageRecord).where(UsageRecord.group_id == g.id))
     session.delete(g)

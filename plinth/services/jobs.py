@@ -80,7 +80,34 @@ def _resolve_group(session: Session, p: Principal, name: str | None) -> tuple[in
     return gid, name
 
 
-def _resolve_code(session: Session, spec: JobSpec) -> dict[str, Any] | None:
+def check_local_git(p: Principal, url: str, cfg: ServerConfig) -> None:
+    """Members may use a repository on the server's own disk (a path or ``file://``)
+    only under ``code.git_local_roots``; admins may use any. Forbidden otherwise.
+
+    The path is compared after resolving symlinks and ``..``, so a link inside a root
+    cannot point the server at another directory."""
+    from plinth.artifacts.gitcode import _local_path
+
+    path = _local_path(url)
+    if path is None or p.admin:
+        return
+    real = os.path.realpath(path)
+    for root in cfg.code.git_local_roots:
+        r = os.path.realpath(root)
+        if real == r or real.startswith(r.rstrip(os.sep) + os.sep):
+            return
+    roots = ", ".join(cfg.code.git_local_roots) or "none configured"
+    raise Forbidden(
+        f"code.git: {url!r} is a repository on the server's disk; members may only use "
+        f"local repositories under code.git_local_roots in the server's configuration "
+        f"(now: {roots}). Ask an admin to add a directory containing it there, or use a "
+        "remote git URL, or upload the code (code: {file: ...})"
+    )
+
+
+def _resolve_code(
+    session: Session, spec: JobSpec, p: Principal, cfg: ServerConfig
+) -> dict[str, Any] | None:
     code = spec.code
     if code is None:
         return None
@@ -94,6 +121,7 @@ def _resolve_code(session: Session, spec: JobSpec) -> dict[str, Any] | None:
     assert isinstance(code, CodeGit)
     from plinth.artifacts.gitcode import GitError, resolve_ref
 
+    check_local_git(p, code.git, cfg)
     try:
         commit = resolve_ref(code.git, code.ref)
     except GitError as e:
@@ -114,6 +142,9 @@ def _insert(
 ) -> Workload:
     gid, gname = _resolve_group(session, p, spec.group)
     max_runtime = spec.max_runtime or cfg.jobs.default_max_runtime
+    cap = session.scalar(select(Group.max_runtime_s).where(Group.id == gid))
+    if spec.max_runtime is None and cap is not None:
+        max_runtime = min(max_runtime, cap)  # the default never exceeds the group's cap
     if max_runtime > cfg.jobs.max_max_runtime:
         raise Invalid(
             f"max_runtime: {max_runtime:g}s is over this server's limit of "
@@ -121,13 +152,21 @@ def _insert(
         )
     if spec.retries > cfg.jobs.max_retries:
         raise Invalid(f"retries: at most {cfg.jobs.max_retries} allowed, got {spec.retries}")
+    priority = spec.priority or "normal"
+    if spec.priority is not None and spec.priority not in cfg.scheduler.priority_names:
+        raise Invalid(
+            f"priority: unknown class {spec.priority!r}; this server has "
+            f"{', '.join(cfg.scheduler.priority_names)}"
+        )
     normal = spec.model_dump(mode="json")
     normal["group"] = gname
     normal["max_runtime"] = max_runtime
+    normal["priority"] = priority
     reps = replica_demands(normal)
     why = unplaceable_reason(nodes, reps)
     if why is not None:
         raise Invalid(f"roles: {why}")
+    _check_group_caps(session, gid, gname, max_runtime, _demand(reps))
     now = utcnow()
     w = Workload(
         id=new_workload_id(JOB),
@@ -146,6 +185,7 @@ def _insert(
         max_runtime_s=max_runtime,
         created_at=now,
         queued_at=now,
+        priority=priority,
     )
     session.add(w)
     session.flush()  # the event's foreign key needs the row first (no ORM relationships)
@@ -153,12 +193,37 @@ def _insert(
     return w
 
 
+def _check_group_caps(
+    session: Session, gid: int, gname: str, max_runtime: float, demand: dict[str, Any]
+) -> None:
+    """Refuse at submit what the group's admin caps forbid (it could never start)."""
+    g = session.get(Group, gid)
+    if g is None:  # pragma: no cover - resolved just before
+        return
+    if g.max_runtime_s is not None and max_runtime > g.max_runtime_s:
+        raise Invalid(
+            f"max_runtime: {max_runtime:g}s is over group {gname!r}'s cap of "
+            f"{g.max_runtime_s:g}s; ask for less or ask an admin to raise the cap"
+        )
+    if g.max_job is not None:
+        over = [
+            f"{k} {demand[k]:g} > {float(g.max_job[k]):g}"
+            for k in ("cpu", "memory", "gpu")
+            if k in g.max_job and demand[k] > float(g.max_job[k]) + (1e-9 if k == "cpu" else 0)
+        ]
+        if over:
+            raise Invalid(
+                f"roles: the job's total demand is over group {gname!r}'s largest-job cap "
+                f"({'; '.join(over)}; memory in MiB); ask for less"
+            )
+
+
 def submit_job(
     session: Session, p: Principal, spec: JobSpec, cfg: ServerConfig, nodes: tuple[NodeFree, ...]
 ) -> Workload:
     """Validate and queue a job; resolves a git ref to its commit now (recorded)."""
     require_unscoped(p)
-    code = _resolve_code(session, spec)
+    code = _resolve_code(session, spec, p, cfg)
     why = f"submitted by {p.user}"
     if code and code["kind"] == "git":
         why += f" (git {code['ref']} = {code['commit'][:12]})"
@@ -174,6 +239,8 @@ def rerun_job(
     spec = JobSpec.model_validate(old.spec)
     if spec.group != p.group and not p.admin:
         spec = spec.model_copy(update={"group": None})
+    if old.code and old.code["kind"] == "git":
+        check_local_git(p, old.code["url"], cfg)
     why = f"rerun of {old.id} by {p.user}"
     if old.code and old.code["kind"] == "git":
         why += f" (recorded commit {old.code['commit'][:12]})"

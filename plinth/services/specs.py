@@ -10,6 +10,7 @@ normalised to seconds.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -29,10 +30,12 @@ __all__ = [
     "ROLE_PATTERN",
     "CodeFile",
     "CodeGit",
+    "ExpansionCreate",
     "GroupCreate",
     "GroupPatch",
     "JobSpec",
     "Quantities",
+    "ReservationCreate",
     "Resources",
     "RoleSpec",
     "UserCreate",
@@ -156,6 +159,11 @@ class JobSpec(_Strict):
         min_length=1, max_length=MAX_ROLES
     )
     retries: int = Field(default=0, ge=0, le=10_000)
+    priority: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="priority class (server configuration: low, normal, high by default)",
+    )
 
     @model_validator(mode="after")
     def _storable(self) -> JobSpec:
@@ -179,17 +187,86 @@ class JobSpec(_Strict):
         return sum(r.replicas for r in self.roles.values())
 
 
+MaxWorkloads = Annotated[int, Field(ge=1, le=1_000_000)]
+
+
 class GroupCreate(_Strict):
+    """A quota group. ``borrow_limit``/``lend_limit`` null: unlimited / lends everything.
+    Admin caps (null: none): ``max_job`` (largest total resources of one job),
+    ``max_runtime`` (longest max_runtime), ``max_workloads_per_user`` (live workloads)."""
+
     name: str = Field(pattern=NAME_PATTERN)
     quota: Quantities = Quantities()
     borrow_limit: Quantities | None = None
     lend_limit: Quantities | None = None
+    max_job: Quantities | None = None
+    max_runtime: DurationS | None = None
+    max_workloads_per_user: MaxWorkloads | None = None
 
 
 class GroupPatch(_Strict):
+    """The fields to change; null clears a limit or cap."""
+
     quota: Quantities | None = None
     borrow_limit: Quantities | None = None
     lend_limit: Quantities | None = None
+    max_job: Quantities | None = None
+    max_runtime: DurationS | None = None
+    max_workloads_per_user: MaxWorkloads | None = None
+
+
+Reason = Annotated[str, Field(min_length=1, max_length=1000, pattern=r"^[^\x00]*$")]
+
+
+class _Window(_Strict):
+    """For exactly one of a group or a user, during ``[start, end)`` (ISO-8601; naive
+    times are UTC; ``start`` defaults to now)."""
+
+    group: str | None = Field(default=None, pattern=NAME_PATTERN)
+    user: str | None = Field(default=None, pattern=NAME_PATTERN)
+    start: datetime | None = None
+    end: datetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        # Naive times are UTC; comparing naive with aware times would raise.
+        if v is None:
+            return v
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=UTC)
+        try:
+            v = v.astimezone(UTC)
+            v.timestamp()
+        except (OverflowError, ValueError, OSError):
+            raise ValueError("time is out of range") from None
+        if not 2000 <= v.year <= 9000:
+            raise ValueError("time must be between the years 2000 and 9000")
+        return v
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> _Window:
+        if (self.group is None) == (self.user is None):
+            raise ValueError("give exactly one of group or user")
+        if self.start is not None and self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class ExpansionCreate(_Window):
+    """Extra quota ``add`` for a group or user during the window; ``reason`` is required."""
+
+    add: Quantities
+    reason: Reason
+
+
+class ReservationCreate(_Window):
+    """Capacity ``resources`` kept free for a group or user during the window, on
+    ``node`` when given (else the scheduler picks one)."""
+
+    resources: Quantities
+    node: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    reason: Annotated[str, Field(max_length=1000, pattern=r"^[^\x00]*$")] = ""
 
 
 class UserCreate(_Strict):

@@ -28,7 +28,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Event", "File", "Group", "Replica", "Token", "User", "Workload", "utcnow"]
+__all__ = [
+    "Base",
+    "Event",
+    "File",
+    "Group",
+    "QuotaExpansion",
+    "Replica",
+    "Reservation",
+    "Token",
+    "UsageRecord",
+    "User",
+    "Workload",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -68,6 +81,11 @@ class Group(Base):
     quota: Mapped[dict[str, Any]]
     borrow_limit: Mapped[dict[str, Any] | None]
     lend_limit: Mapped[dict[str, Any] | None]
+    # Admin caps (None: no cap): the largest job (total resources), the longest
+    # max_runtime (seconds), the most live workloads one user may have.
+    max_job: Mapped[dict[str, Any] | None]
+    max_runtime_s: Mapped[float | None] = mapped_column(Float)
+    max_workloads_per_user: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -139,6 +157,12 @@ class Workload(Base):
     finished_at: Mapped[datetime | None]
     not_before: Mapped[datetime | None]
     deadline_at: Mapped[datetime | None]
+    # Scheduler inputs: the priority class (a name from the server's configuration).
+    priority: Mapped[str] = mapped_column(String(32), default="normal")
+    # Set when the scheduler preempted the current attempt: its replicas got SIGTERM
+    # and it returns to pending (queued_at unchanged) once they have all exited.
+    preempted_at: Mapped[datetime | None]
+    preemptions: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Replica(Base):
@@ -185,3 +209,52 @@ class Event(Base):
     type: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, Any] | None]
+
+
+class QuotaExpansion(Base):
+    """Extra quota for a group or a user (exactly one set) during ``[start, end)``.
+
+    Rows are never deleted: expired ones are the history ``plinth quota list`` shows.
+    """
+
+    __tablename__ = "quota_expansions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    add: Mapped[dict[str, Any]]
+    start: Mapped[datetime]
+    end: Mapped[datetime] = mapped_column(index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    granted_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Reservation(Base):
+    """Capacity kept free for a group or a user (exactly one set) during ``[start, end)``,
+    optionally on one node."""
+
+    __tablename__ = "reservations"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    resources: Mapped[dict[str, Any]]
+    node: Mapped[str | None] = mapped_column(String(63))
+    start: Mapped[datetime]
+    end: Mapped[datetime] = mapped_column(index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UsageRecord(Base):
+    """Resources a group's replica held during ``[start, end)``: fair share's input.
+
+    One row per ended replica attempt; rows older than ~10 half-lives are dropped.
+    """
+
+    __tablename__ = "usage_records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"), index=True)
+    start: Mapped[datetime]
+    end: Mapped[datetime] = mapped_column(index=True)
+    resources: Mapped[dict[str, Any]]

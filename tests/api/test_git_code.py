@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import Plinth
+from .conftest import Plinth, _cancel_all, make_plinth
+
+
+@pytest.fixture
+def plinth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Plinth]:
+    """The app with members allowed to use local repositories under `tmp_path`/ok."""
+    (tmp_path / "ok").mkdir()
+    client, home = make_plinth(
+        tmp_path, monkeypatch, code={"git_local_roots": [str(tmp_path / "ok")]}
+    )
+    with client:
+        p = Plinth(client, home)
+        try:
+            yield p
+        finally:
+            _cancel_all(p)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -20,8 +36,8 @@ def git(repo: Path, *args: str) -> str:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    r = tmp_path / "repo"
-    r.mkdir()
+    r = tmp_path / "ok" / "repo"
+    r.mkdir(parents=True)
     git(r, "init", "-q", "-b", "main")
     (r / "version.txt").write_text("v1\n")
     (r / "run.py").write_text("print('running', open('version.txt').read().strip())\n")
@@ -77,3 +93,34 @@ def test_unknown_ref_is_refused_at_submit(plinth: Plinth, repo: Path) -> None:
         },
     )
     assert r.status_code == 422 and "no-such-branch" in r.json()["detail"]
+
+
+def _outside_repo(tmp_path: Path) -> Path:
+    r = tmp_path / "outside"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "main")
+    (r / "secret.txt").write_text("s\n")
+    git(r, "add", ".")
+    git(r, "commit", "-q", "-m", "s")
+    return r
+
+
+def test_members_may_not_use_local_repositories_outside_the_roots(
+    plinth: Plinth, tmp_path: Path, repo: Path
+) -> None:
+    h, _ = plinth.member()
+    outside = _outside_repo(tmp_path)
+    spec_role = {"resources": {"cpu": 0.1}, "command": ["true"]}
+    # a symlink inside the root pointing outside does not get around the check
+    (tmp_path / "ok" / "link").symlink_to(outside)
+    for url in (str(outside), f"file://{outside}", str(tmp_path / "ok" / "link"),
+                str(tmp_path / "ok" / ".." / "outside")):  # fmt: skip
+        r = plinth.c.post("/api/v1/jobs", json={"name": "t", "roles": {"main": spec_role},
+                                                "code": {"git": url}}, headers=h)  # fmt: skip
+        assert r.status_code == 403, (url, r.text)
+        assert "code.git_local_roots" in r.json()["detail"]
+    # inside the root: allowed; an admin may use any local repository
+    ok = plinth.submit(h, {"main": spec_role}, code={"git": f"file://{repo}"})
+    assert ok["code"]["kind"] == "git"
+    admin_job = plinth.submit(plinth.admin, {"main": spec_role}, code={"git": str(outside)})
+    assert admin_job["code"]["kind"] == "git"

@@ -58,12 +58,18 @@ def test_service_level_refusals(plinth: Plinth) -> None:
         ({"code": {"file": "0" * 64}}, "code.file: no uploaded file"),
         ({"roles": {"main": {"command": ["x"], "resources": {"gpu": 3}}}}, "can never start"),
         ({"max_runtime": "100d"}, "over this server's limit"),
-        ({"code": {"git": "/nonexistent/repo", "ref": "main"}}, "code.git"),
     ]
     for patch, msg in cases:
         r = plinth.c.post("/api/v1/jobs", headers=h, json={**GOOD, **patch})
         assert r.status_code == 422, r.text
         assert msg in r.json()["detail"], r.json()
+    # A local repository: a member is refused before anything is read (no roots are
+    # configured); an admin may use local paths, and a missing one is a 422.
+    bad_git = {**GOOD, "code": {"git": "/nonexistent/repo", "ref": "main"}}
+    r = plinth.c.post("/api/v1/jobs", headers=h, json=bad_git)
+    assert r.status_code == 403 and "code.git_local_roots" in r.json()["detail"], r.text
+    r = plinth.c.post("/api/v1/jobs", headers=plinth.admin, json=bad_git)
+    assert r.status_code == 422 and "code.git" in r.json()["detail"], r.text
     assert plinth.c.get("/api/v1/jobs", headers=h).json() == []
 
 

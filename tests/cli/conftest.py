@@ -21,7 +21,12 @@ from ._helpers import ADMIN_TOKEN, NODE, Team, make_team
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     home = tmp_path_factory.mktemp("plinth-home")
-    local = LocalServer(home, config={"nodes": [NODE]}, admin_token=ADMIN_TOKEN)
+    # Members may use local git repositories under the tests' temporary directories.
+    config = {
+        "nodes": [NODE],
+        "code": {"git_local_roots": [str(tmp_path_factory.getbasetemp())]},
+    }
+    local = LocalServer(home, config=config, admin_token=ADMIN_TOKEN)
     local.start()
     try:
         yield local

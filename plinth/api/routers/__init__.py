@@ -1,6 +1,16 @@
 """One APIRouter per resource; ``ALL`` is what the app factory includes."""
 
-from plinth.api.routers import files, groups, jobs, nodes, system, users
+from plinth.api.routers import (
+    files,
+    groups,
+    jobs,
+    nodes,
+    queue,
+    quotas,
+    reservations,
+    system,
+    users,
+)
 
 ALL = [
     system.router,
@@ -10,6 +20,9 @@ ALL = [
     nodes.router,
     files.router,
     jobs.router,
+    quotas.router,
+    reservations.router,
+    queue.router,
 ]
 
 __all__ = ["ALL"]

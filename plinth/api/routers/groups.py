@@ -10,6 +10,7 @@ from plinth.api.convert import group_out
 from plinth.api.deps import Caller, Ctx
 from plinth.api.schemas import GroupOut
 from plinth.services import groups as svc
+from plinth.services.queue import group_views
 from plinth.services.specs import GroupCreate, GroupPatch
 
 router = APIRouter(prefix="/api/v1/groups", tags=["groups"])
@@ -20,27 +21,36 @@ GroupName = Annotated[str, Path(max_length=63)]
 def create_group(req: GroupCreate, p: Caller, ctx: Ctx) -> GroupOut:
     """Create a group (admin)."""
     with ctx.db.session() as s:
-        return group_out(svc.create_group(s, p, req))
+        g = svc.create_group(s, p, req)
+        return group_out(g, group_views(s, ctx.loop.nodes, [g.name]).get(g.name))
 
 
 @router.get("", response_model=list[GroupOut])
 def list_groups(p: Caller, ctx: Ctx) -> list[GroupOut]:
-    """All groups (admin) or the caller's own."""
+    """All groups (admin) or the caller's own, each with its quota picture now:
+    effective nominal (with active expansions), used, borrowed, lent, per user."""
     with ctx.db.read() as s:
-        return [group_out(g) for g in svc.list_groups(s, p)]
+        groups = svc.list_groups(s, p)
+        views = group_views(s, ctx.loop.nodes, [g.name for g in groups])
+        return [group_out(g, views.get(g.name)) for g in groups]
 
 
 @router.get("/{name}", response_model=GroupOut)
 def get_group(name: GroupName, p: Caller, ctx: Ctx) -> GroupOut:
     with ctx.db.read() as s:
-        return group_out(svc.get_group(s, p, name))
+        g = svc.get_group(s, p, name)
+        return group_out(g, group_views(s, ctx.loop.nodes, [g.name]).get(g.name))
 
 
 @router.patch("/{name}", response_model=GroupOut)
 def update_group(name: GroupName, req: GroupPatch, p: Caller, ctx: Ctx) -> GroupOut:
-    """Change quota / borrow_limit / lend_limit (admin); null clears a limit."""
+    """Change quota, limits or caps (admin); null clears a limit or cap."""
     with ctx.db.session() as s:
-        return group_out(svc.update_group(s, p, name, req))
+        g = svc.update_group(s, p, name, req)
+        s.flush()
+        out = group_out(g, group_views(s, ctx.loop.nodes, [g.name]).get(g.name))
+    ctx.loop.wake()  # a larger quota may admit work now
+    return out
 
 
 @router.delete("/{name}", status_code=204, response_class=Response)

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Path, Query, Response
 
 from plinth.api.convert import event_out, job_out, replica_out
 from plinth.api.deps import Caller, Ctx
-from plinth.api.schemas import EventOut, JobOut, ReplicaOut
+from plinth.api.schemas import EventOut, ExplainOut, JobOut, ReplicaOut
 from plinth.services import jobs as svc
+from plinth.services.queue import explain_job
 from plinth.services.specs import NAME_PATTERN, ROLE_PATTERN, JobSpec
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -131,3 +132,12 @@ def job_logs(
             "X-Log-Complete": "true" if chunk.complete else "false",
         },
     )
+
+
+@router.get("/{job_id}/explain", response_model=ExplainOut)
+def explain(job_id: JobId, p: Caller, ctx: Ctx) -> ExplainOut:
+    """Why the job waits: position, score breakdown, and the exact reason with numbers
+    (or what it is doing when it is not pending)."""
+    with ctx.db.read() as s:
+        out = explain_job(s, p, job_id, ctx.loop.nodes, ctx.loop.policy, ctx.loop.usage())
+    return ExplainOut.model_validate(out)

@@ -1,0 +1,310 @@
+"""The bridge between the database and the pure quota scheduler (``plinth.scheduler``).
+
+``build_snapshot`` reads, in the caller's transaction, everything one cycle looks at:
+nodes (the executor's inventory), groups with their quotas and caps, users with their
+personal caps, active and future expansions and reservations, running workloads (from
+their live replicas: what really holds resources) and pending workloads in queue order,
+plus the usage history for fair share. Times are UNIX seconds.
+
+A workload whose replicas still run although it is no longer running (cancelled,
+failed, a retry or a preemption waiting for the old attempt to exit) is given to the
+scheduler as a running workload with ``preempting=True``: its resources are still held,
+on the node and against its group's quota, until its replicas are gone. Such an entry
+of a workload that is pending again carries the id ``<id>@<attempt>`` so that the two
+entries never collide.
+
+The read-side helpers (``queue``, ``explain_job``, ``group_statuses``) run a cycle over
+a fresh snapshot without applying anything: what the control loop would decide now.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from plinth import scheduler as core
+from plinth.executors.base import NodeCapacity
+from plinth.services.lifecycle import State
+from plinth.store.models import Group, QuotaExpansion, Replica, Reservation, User, Workload
+
+__all__ = [
+    "LIVE_REPLICA_STATES",
+    "SnapshotInfo",
+    "build_snapshot",
+    "epoch",
+    "from_epoch",
+    "resources",
+    "resources_dict",
+]
+
+LIVE_REPLICA_STATES = ("launching", "running")
+# Submission order as the scheduler's last tie-breaker: increasing in the order
+# workloads are first seen, which is queue order (queued_at, id).
+_SEQ = itertools.count()
+PENDING_SCAN = 1000  # pending workloads given to one cycle (queue head by queue time)
+
+
+def epoch(t: datetime) -> float:
+    """Aware (or naive UTC) datetime -> UNIX seconds."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.timestamp()
+
+
+def from_epoch(s: float) -> datetime:
+    """UNIX seconds -> aware UTC datetime."""
+    return datetime.fromtimestamp(s, UTC)
+
+
+def resources(q: dict[str, Any] | None) -> core.Resources:
+    """A stored quantity ``{"cpu", "memory" (MiB), "gpu"}`` as the core's vector."""
+    q = q or {}
+    return core.Resources(float(q.get("cpu", 0)), int(q.get("memory", 0)), int(q.get("gpu", 0)))
+
+
+_UNCAPPED = 2**53  # a dimension a cap leaves out is not capped
+
+
+def _cap(q: dict[str, Any]) -> core.Resources:
+    """An admin cap: only the dimensions given are capped."""
+    return core.Resources(
+        float(q.get("cpu", _UNCAPPED)),
+        int(q.get("memory", _UNCAPPED)),
+        int(q.get("gpu", _UNCAPPED)),
+    )
+
+
+def resources_dict(r: core.Resources) -> dict[str, Any]:
+    return {"cpu": float(r.cpu), "memory": int(r.memory), "gpu": int(r.gpu)}
+
+
+def roles_of(spec: dict[str, Any]) -> tuple[core.Role, ...]:
+    """The roles of a normalised spec as the core's gang description."""
+    return tuple(
+        core.Role(name, int(r["replicas"]), resources(r["resources"]))
+        for name, r in spec["roles"].items()
+    )
+
+
+@dataclass
+class SnapshotInfo:
+    """A snapshot plus the database facts needed to apply its decisions."""
+
+    snapshot: core.Snapshot
+    group_ids: dict[str, int] = field(default_factory=dict)  # group name -> id
+    pending: dict[str, int] = field(default_factory=dict)  # pending id -> its attempt
+    running: dict[str, str] = field(default_factory=dict)  # scheduler id -> workload id
+    # node -> GPU indices held by live replicas (the service assigns devices, not the core)
+    busy_gpus: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+
+
+def build_snapshot(
+    s: Session,
+    nodes: Sequence[NodeCapacity],
+    now: datetime,
+    *,
+    usage: Iterable[core.UsageRecord] = (),
+    cache: dict[tuple[str, int], core.Workload] | None = None,
+    pending_limit: int = PENDING_SCAN,
+) -> SnapshotInfo:
+    """Read the cycle's input in transaction `s` (see the module docstring).
+
+    `cache` keeps pending workloads' scheduler values across cycles, keyed by (id,
+    attempt); missing entries are read and added, stale ones trimmed.
+    ``info.pending`` maps each pending id to its attempt.
+    """
+    conn = s.connection()
+    t_now = epoch(now)
+    info = SnapshotInfo(snapshot=core.Snapshot(now=t_now, nodes=(), groups=()))
+    gname: dict[int, str] = {}
+    groups = []
+    for g in conn.execute(
+        select(
+            Group.id,
+            Group.name,
+            Group.quota,
+            Group.lend_limit,
+            Group.borrow_limit,
+            Group.max_job,
+            Group.max_runtime_s,
+            Group.max_workloads_per_user,
+        )
+    ):
+        gname[g.id] = g.name
+        info.group_ids[g.name] = g.id
+        groups.append(
+            core.Group(
+                name=g.name,
+                nominal=resources(g.quota),
+                lend_limit=None if g.lend_limit is None else resources(g.lend_limit),
+                borrow_limit=None if g.borrow_limit is None else resources(g.borrow_limit),
+                max_job=None if g.max_job is None else _cap(g.max_job),
+                max_runtime_s=g.max_runtime_s,
+                max_workloads_per_user=g.max_workloads_per_user,
+            )
+        )
+    uname: dict[int, str] = {}
+    users = []
+    for u in conn.execute(select(User.id, User.name, User.group_id, User.cap)):
+        uname[u.id] = u.name
+        users.append(
+            core.User(
+                u.name, gname.get(u.group_id, ""), None if u.cap is None else resources(u.cap)
+            )
+        )
+    expansions = tuple(
+        core.Expansion(
+            add=resources(e.add),
+            start=epoch(e.start),
+            end=epoch(e.end),
+            group=gname.get(e.group_id) if e.group_id is not None else None,
+            user=uname.get(e.user_id) if e.user_id is not None else None,
+            reason=e.reason,
+            granted_by=e.granted_by,
+        )
+        for e in conn.execute(select(QuotaExpansion).where(QuotaExpansion.end > now))
+    )
+    reservations = tuple(
+        core.Reservation(
+            id=r.id,
+            resources=resources(r.resources),
+            start=epoch(r.start),
+            end=epoch(r.end),
+            group=gname.get(r.group_id) if r.group_id is not None else None,
+            user=uname.get(r.user_id) if r.user_id is not None else None,
+            node=r.node,
+        )
+        for r in conn.execute(select(Reservation).where(Reservation.end > now))
+    )
+
+    # Running: grouped from live replicas, which is what really holds resources.
+    live = conn.execute(
+        select(
+            Replica.workload_id,
+            Replica.attempt,
+            Replica.role,
+            Replica.replica,
+            Replica.node,
+            Replica.resources,
+            Replica.gpus,
+            Workload.state,
+            Workload.attempt.label("w_attempt"),
+            Workload.group_id,
+            Workload.user_id,
+            Workload.kind,
+            Workload.priority,
+            Workload.queued_at,
+            Workload.admitted_at,
+            Workload.max_runtime_s,
+            Workload.preempted_at,
+        )
+        .join(Workload, Replica.workload_id == Workload.id)
+        .where(Replica.state.in_(LIVE_REPLICA_STATES))
+        .order_by(Replica.workload_id, Replica.attempt, Replica.role, Replica.replica)
+    ).all()
+    by_attempt: dict[tuple[str, int], list[Any]] = defaultdict(list)
+    for r in live:
+        by_attempt[(r.workload_id, r.attempt)].append(r)
+        info.busy_gpus[r.node].update(r.gpus or ())
+    running = []
+    for (wid, attempt), reps in by_attempt.items():
+        r0 = reps[0]
+        current = attempt == r0.w_attempt and r0.state in (State.RUNNING, State.ADMITTED)
+        sid = wid if current else f"{wid}@{attempt}"
+        info.running[sid] = wid
+        per_role: dict[str, list[Any]] = defaultdict(list)
+        for r in reps:
+            per_role[r.role].append(r)
+        roles = tuple(
+            core.Role(name, len(rs), resources(rs[0].resources)) for name, rs in per_role.items()
+        )
+        placements = {name: tuple(r.node for r in rs) for name, rs in per_role.items()}
+        started = r0.admitted_at or r0.queued_at
+        running.append(
+            core.Workload(
+                id=sid,
+                group=gname.get(r0.group_id, ""),
+                user=uname.get(r0.user_id, ""),
+                roles=roles,
+                max_runtime_s=float(r0.max_runtime_s),
+                queue_time=epoch(r0.queued_at),
+                kind=r0.kind,
+                priority=r0.priority,
+                start_time=epoch(started),
+                placements=placements,
+                preempting=not current or r0.preempted_at is not None,
+            )
+        )
+
+    # Pending: the queue head's ids in queue order (a narrow indexed scan); each
+    # workload's scheduler value is built once per attempt and cached by the caller
+    # (it never changes while pending), so a long queue costs little per cycle.
+    head = conn.execute(
+        select(Workload.id, Workload.attempt)
+        .where(
+            Workload.state == State.PENDING.value,
+            or_(Workload.not_before.is_(None), Workload.not_before <= now),
+        )
+        .order_by(Workload.queued_at, Workload.id)
+        .limit(pending_limit)
+    ).all()
+    cache = {} if cache is None else cache
+    missing = [wid for wid, attempt in head if (wid, attempt) not in cache]
+    for i in range(0, len(missing), 500):
+        for r in conn.execute(
+            select(
+                Workload.id, Workload.attempt, Workload.group_id, Workload.user_id,
+                Workload.kind, Workload.priority, Workload.max_runtime_s, Workload.queued_at,
+                Workload.spec,
+            ).where(Workload.id.in_(missing[i : i + 500]))
+        ):  # fmt: skip
+            cache[(r.id, r.attempt)] = core.Workload(
+                id=r.id, group=gname.get(r.group_id, ""), user=uname.get(r.user_id, ""),
+                roles=roles_of(r.spec), max_runtime_s=float(r.max_runtime_s),
+                queue_time=epoch(r.queued_at), kind=r.kind, priority=r.priority,
+                seq=next(_SEQ),
+            )  # fmt: skip
+    pending = []
+    for wid, attempt in head:
+        w = cache.get((wid, attempt))
+        if w is not None:  # None: it changed attempt between the two reads
+            pending.append(w)
+            info.pending[wid] = attempt
+    if len(cache) > 4 * max(len(head), 1000):
+        keep = {(wid, attempt) for wid, attempt in head}
+        for k in [k for k in cache if k not in keep]:
+            del cache[k]
+    info.snapshot = core.Snapshot(
+        now=t_now,
+        nodes=tuple(
+            core.Node(n.name, core.Resources(float(n.cpu), int(n.memory_mib), int(n.gpu)))
+            for n in nodes
+        ),
+        groups=tuple(groups),
+        users=tuple(users),
+        expansions=expansions,
+        reservations=reservations,
+        running=tuple(running),
+        pending=tuple(pending),
+        usage_history=tuple(usage),
+    )
+    return info
+
+
+def next_boundary(snapshot: core.Snapshot) -> float | None:
+    """The next time (UNIX seconds) after ``now`` at which an expansion or reservation
+    starts or ends: the scheduler's answer may change then, so a cycle must run."""
+    times = [
+        t
+        for x in (*snapshot.expansions, *snapshot.reservations)
+        for t in (x.start, x.end)
+        if t > snapshot.now
+    ]
+    return min(times) if times else None
