@@ -10,21 +10,34 @@ configuration:
 * ``kueue_like``: borrowing and lending with reclaim (Kueue's cohort), FIFO
   within the queue (borrowers too), first-fit placement, CPU work kept off
   GPU nodes, no backfill protection.
-* ``plinth``: the full policy with its default configuration (score, best
-  fit, backfill shadow, borrowing, reclaim, fair share).
+* ``plinth``: the full policy (score, best fit, backfill shadow, borrowing,
+  reclaim, fair share) with its defaults, plus the two reclaim settings
+  recommended where work does not checkpoint: ``reclaim_after_s=7200`` (an
+  owner waits up to 2 h for borrowers to end by themselves before it
+  preempts) and ``reclaim_least_lost_first=True`` (victims by least work
+  lost, priority class only breaking ties).
 
-``--ablations`` adds Plinth with backfill, reclaim or fair share switched off.
+``--ablations`` adds Plinth with its defaults, with one of those settings
+undone, with backfill, reclaim or fair share switched off, and the Kueue-like
+baseline with Plinth's victim order (to show how much of the difference the
+victim order alone makes).
 
 The trace generator is documented in ``plinth/scheduler/trace.py``. Each
 workload runs for its actual runtime (at most its declared ``max_runtime``);
 a preempted one loses its progress (no checkpoint is assumed: the worst case),
 returns to the queue with its original queue time and starts over.
 
-Metrics (the window is [0, last arrival]):
+Metrics (the window is [warm-up, last arrival]; warm-up 8 h by default):
 
 * ``utilization``: mean of cpu and gpu useful utilisation — resource-seconds
   of runs that were not preempted, within the window, over capacity-seconds.
-  ``utilization_by_resource`` gives cpu, memory and gpu.
+  ``utilization_by_resource`` gives cpu, memory and gpu. The cluster starts
+  empty and every team starts in a quiet period, so the first hours measure
+  the generator's start, not a policy: the first mean busy/quiet cycle
+  (8 h = 6 h quiet + 2 h busy) is the warm-up, the same for every policy
+  (standard practice: discard the initial transient).
+  ``utilization_full_window`` is the same over [0, last arrival].
+  Capacity after the last arrival is never counted.
 * ``wait_mean_s`` / ``wait_p95_s`` per group: first start minus arrival, for
   every workload (one never started counts its wait until the end).
 * ``jain_index``: Jain's index over groups of the fraction of each group's
@@ -32,9 +45,10 @@ Metrics (the window is [0, last arrival]):
 * ``preemptions`` and ``wasted_gpu_hours`` (GPU-hours of preempted runs).
 
 Usage: ``python benchmarks/scheduler_sim.py --json [--quick] [--seeds 1,2,3] [--load 1.5]
-[--ablations]``. Defaults: 64 nodes, 8 groups, 48 simulated hours, offered
-load 1.5, seeds 1, 2, 3 (results pooled); ``--quick``: 24 nodes, 4 groups,
-12 hours, seed 1.
+[--warmup-hours 8] [--ablations]``. Defaults: 64 nodes, 8 groups, 48 simulated hours, offered
+load 1.5 (mean of cpu and gpu, see ``plinth.scheduler.trace.offered_load``),
+seeds 1, 2, 3 (results pooled); ``--quick``: 24 nodes, 4 groups, 12 hours,
+seed 1, warm-up 2 h.
 """
 
 from __future__ import annotations
@@ -59,24 +73,39 @@ from plinth.scheduler import (
     Workload,
     schedule,
 )
-from plinth.scheduler.trace import TraceItem, make_groups, make_nodes, make_trace
+from plinth.scheduler.trace import (
+    TraceItem,
+    make_groups,
+    make_nodes,
+    make_trace,
+    offered_by_resource,
+    offered_load,
+)
 
+_KUEUE = SchedulerConfig(ordering=Ordering.FIFO, borrowing=True, reclaim=True,
+                         fair_borrowing=False, backfill=False,
+                         placement=PlacementPolicy.FIRST_FIT, cpu_work_on_gpu_nodes=False)
+PLINTH = SchedulerConfig(reclaim_after_s=2 * 3600.0, reclaim_least_lost_first=True)
 POLICIES: dict[str, SchedulerConfig] = {
     "fifo": SchedulerConfig(ordering=Ordering.FIFO, borrowing=False, reclaim=False,
                             backfill=False, placement=PlacementPolicy.FIRST_FIT,
                             cpu_work_on_gpu_nodes=False),
-    "kueue_like": SchedulerConfig(ordering=Ordering.FIFO, borrowing=True, reclaim=True,
-                                  fair_borrowing=False, backfill=False,
-                                  placement=PlacementPolicy.FIRST_FIT,
-                                  cpu_work_on_gpu_nodes=False),
-    "plinth": SchedulerConfig(),  # Plinth's defaults
+    "kueue_like": _KUEUE,
+    # Plinth's defaults plus its two reclaim settings for clusters whose work
+    # does not checkpoint (docs/scheduling.md, "Reclaim without checkpoints").
+    "plinth": PLINTH,
 }
-# With --ablations: Plinth's policy with one part switched off, to show what
-# each part costs or buys on this trace.
+# With --ablations: Plinth's policy with one part switched off or back to the
+# defaults, and the Kueue-like baseline with Plinth's victim order, to show
+# what each part costs or buys on this trace.
 ABLATIONS: dict[str, SchedulerConfig] = {
-    "plinth_no_backfill": SchedulerConfig(backfill=False),
-    "plinth_no_reclaim": SchedulerConfig(reclaim=False),
-    "plinth_no_fair_share": SchedulerConfig(weights=Weights(fair_share=0.0)),
+    "plinth_defaults": SchedulerConfig(),
+    "plinth_reclaim_at_once": replace(PLINTH, reclaim_after_s=0.0),
+    "plinth_priority_victims": replace(PLINTH, reclaim_least_lost_first=False),
+    "plinth_no_backfill": replace(PLINTH, backfill=False),
+    "plinth_no_reclaim": replace(PLINTH, reclaim=False),
+    "plinth_no_fair_share": replace(PLINTH, weights=Weights(fair_share=0.0)),
+    "kueue_like_least_lost": replace(_KUEUE, reclaim_least_lost_first=True),
 }
 
 
@@ -99,9 +128,10 @@ def _percentile(xs: list[float], q: float) -> float:
 
 
 def simulate(trace: list[TraceItem], nodes, groups, config: SchedulerConfig,
-             tick_s: float) -> dict:
+             tick_s: float, warmup_s: float = 0.0) -> dict:
     cap = [sum(n.capacity.as_tuple()[k] for n in nodes) for k in range(3)]
     horizon = trace[-1].arrival if trace else 0.0
+    warmup_s = min(warmup_s, horizon)
     actual = {it.workload.id: it.actual_s for it in trace}
     arrival = {it.workload.id: it.arrival for it in trace}
     first_start: dict[str, float] = {}
@@ -109,7 +139,8 @@ def simulate(trace: list[TraceItem], nodes, groups, config: SchedulerConfig,
     running: dict[str, _Run] = {}
     ends: list[tuple[float, str]] = []
     history: list[UsageRecord] = []
-    useful = [0.0, 0.0, 0.0]
+    useful = [0.0, 0.0, 0.0]  # within [warmup_s, horizon]
+    useful_all = [0.0, 0.0, 0.0]  # within [0, horizon]
     served: dict[str, float] = {g.name: 0.0 for g in groups}
     demand: dict[str, float] = {g.name: 0.0 for g in groups}
     wasted_gpu_s = 0.0
@@ -131,8 +162,10 @@ def simulate(trace: list[TraceItem], nodes, groups, config: SchedulerConfig,
             wasted_gpu_s += r.w.total_t[2] * dur
             return
         inside = max(0.0, min(until, horizon) - r.started)
+        measured = max(0.0, min(until, horizon) - max(r.started, warmup_s))
         for k in range(3):
-            useful[k] += r.w.total_t[k] * inside
+            useful[k] += r.w.total_t[k] * measured
+            useful_all[k] += r.w.total_t[k] * inside
         served[r.w.group] += share(r.w) * inside
 
     i = 0
@@ -207,13 +240,17 @@ def simulate(trace: list[TraceItem], nodes, groups, config: SchedulerConfig,
     for it in trace:
         w = it.workload
         waits[w.group].append(first_start.get(w.id, end_t) - arrival[w.id])
-    util = {name: (useful[k] / (cap[k] * horizon) if cap[k] and horizon else 0.0)
+    span = horizon - warmup_s
+    util = {name: (useful[k] / (cap[k] * span) if cap[k] and span > 0 else 0.0)
             for k, name in enumerate(("cpu", "memory", "gpu"))}
+    util_all = {name: (useful_all[k] / (cap[k] * horizon) if cap[k] and horizon else 0.0)
+                for k, name in enumerate(("cpu", "memory", "gpu"))}
     ratios = [served[g] / demand[g] for g in demand if demand[g] > 0]
     jain = (sum(ratios) ** 2 / (len(ratios) * sum(x * x for x in ratios))) if ratios else 1.0
     return {
         "utilization": round((util["cpu"] + util["gpu"]) / 2, 4),
         "utilization_by_resource": {k: round(v, 4) for k, v in util.items()},
+        "utilization_full_window": round((util_all["cpu"] + util_all["gpu"]) / 2, 4),
         "jain_index": round(jain, 4),
         "preemptions": preemptions,
         "wasted_gpu_hours": round(wasted_gpu_s / 3600.0, 2),
@@ -238,6 +275,8 @@ def _pool(rs: list[dict]) -> dict:
             k: round(sum(r["utilization_by_resource"][k] for r in rs) / len(rs), 4)
             for k in ("cpu", "memory", "gpu")
         },
+        "utilization_full_window": round(
+            sum(r["utilization_full_window"] for r in rs) / len(rs), 4),
         "jain_index": round(sum(r["jain_index"] for r in rs) / len(rs), 4),
         "preemptions": sum(r["preemptions"] for r in rs),
         "wasted_gpu_hours": round(sum(r["wasted_gpu_hours"] for r in rs), 2),
@@ -261,14 +300,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--groups", type=int)
     ap.add_argument("--hours", type=float)
     ap.add_argument("--load", type=float, help="offered work / cluster capacity")
+    ap.add_argument("--warmup-hours", type=float, default=None,
+                    help="hours at the start not counted in utilisation (default 8; quick 2)")
     ap.add_argument("--ablations", action="store_true",
-                    help="also run Plinth with backfill off and with reclaim off")
+                    help="also run Plinth with parts switched off, and Kueue-like with"
+                         " Plinth's victim order")
     args = ap.parse_args(argv)
     nodes_n = args.nodes or (24 if args.quick else 64)
     groups_n = args.groups or (4 if args.quick else 8)
     hours = args.hours or (12.0 if args.quick else 48.0)
     load = args.load or 1.5
     seeds = [int(x) for x in (args.seeds or ("1" if args.quick else "1,2,3")).split(",")]
+    warmup_h = args.warmup_hours if args.warmup_hours is not None else (2.0 if args.quick else 8.0)
     tick = 60.0
     nodes = make_nodes(nodes_n)
     groups = make_groups(nodes, groups_n, lend_all=True)
@@ -276,11 +319,16 @@ def main(argv: list[str] | None = None) -> int:
     configs = dict(POLICIES, **(ABLATIONS if args.ablations else {}))
     runs: dict[str, list[dict]] = {name: [] for name in configs}
     n_items = 0
+    offered: list[dict] = []
     for seed in seeds:
         trace = make_trace(nodes=nodes, groups=groups, hours=hours, load=load, seed=seed)
         n_items += len(trace)
+        by_res = offered_by_resource(trace, nodes, hours)
+        offered.append({"seed": seed, "load": round(offered_load(trace, nodes, hours), 3),
+                        "cpu": round(by_res[0], 3), "memory": round(by_res[1], 3),
+                        "gpu": round(by_res[2], 3)})
         for name, cfg in configs.items():
-            runs[name].append(simulate(trace, nodes, groups, cfg, tick))
+            runs[name].append(simulate(trace, nodes, groups, cfg, tick, warmup_h * 3600.0))
     policies = {name: _pool(rs) for name, rs in runs.items()}
     out = {
         "benchmark": "scheduler_sim",
@@ -289,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         "groups": groups_n,
         "hours": hours,
         "offered_load": load,
+        "offered_by_seed": offered,
+        "warmup_hours": warmup_h,
         "workloads": n_items,
         "policies": policies,
         "targets": {

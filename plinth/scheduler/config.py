@@ -69,6 +69,16 @@ class SchedulerConfig:
     them use GPU nodes when CPU nodes are full, but only the cpu and memory a
     node has beyond what its free GPUs need (at the node's own cpu and memory
     per GPU), so they never strand a free GPU.
+    ``reclaim_after_s``: a workload inside its group's nominal quota triggers
+    reclaim only once it has waited this long (since its ``queue_time``);
+    until then it waits for borrowers to end by themselves, as YARN's fair
+    scheduler waits its preemption timeout. Preempted work without a
+    checkpoint is lost, and many borrowers end within the hour; 0 (default):
+    reclaim at once.
+    ``reclaim_least_lost_first``: reclaim victims are ordered by the work a
+    preemption throws away (dominant share x time run so far), the priority
+    class only breaking ties (False, default: lowest priority class first,
+    then least work lost).
     ``fair_borrowing``: in the borrowing pass, serve the groups that use least
     of their own nominal quota first (False: plain cycle order, as Kueue).
     ``ordering``, ``borrowing``, ``reclaim``, ``backfill``, ``placement``:
@@ -84,6 +94,8 @@ class SchedulerConfig:
     priority_classes: Mapping[str, float] = field(default_factory=lambda: _DEFAULT_PRIORITIES)
     default_priority: float = 0.5
     reclaim_grace_s: float = 30.0
+    reclaim_after_s: float = 0.0
+    reclaim_least_lost_first: bool = False
     max_admissions_per_cycle: int | None = None
     borrow_max_runtime_s: float | None = None
     cpu_work_on_gpu_nodes: bool = False
@@ -110,6 +122,8 @@ class SchedulerConfig:
         for name in Weights.__slots__:
             if getattr(self.weights, name) < 0:
                 raise ValueError(f"weight {name} must be >= 0")
+        if self.reclaim_after_s < 0:
+            raise ValueError("reclaim_after_s must be >= 0 seconds")
         if self.max_admissions_per_cycle is not None and self.max_admissions_per_cycle < 1:
             raise ValueError("max_admissions_per_cycle must be >= 1 or None")
 

@@ -175,8 +175,12 @@ class _Cycle:
 
             # Lowest priority class first, then the least work lost (for
             # workloads of one size: the newest first).
-            running.sort(key=lambda w: (prio.get(w.priority, dflt), lost(w),
-                                        -(w.start_time or 0.0), w.id))
+            if self.cfg.reclaim_least_lost_first:
+                running.sort(key=lambda w: (lost(w), prio.get(w.priority, dflt),
+                                            -(w.start_time or 0.0), w.id))
+            else:
+                running.sort(key=lambda w: (prio.get(w.priority, dflt), lost(w),
+                                            -(w.start_time or 0.0), w.id))
             self._victim_order = running
         return self._victim_order
 
@@ -431,7 +435,7 @@ class _Cycle:
             can_reclaim = q.reclaimable and self.cfg.reclaim and self.cfg.borrowing
             if can_reclaim and self.reclaim(w, q.reason):
                 return
-            d.reasons[w.id] = q.reason
+            d.reasons[w.id] = q.reason + (self.reclaim_wait_text(w) if can_reclaim else "")
             return
         if q.mode is Mode.BORROW and first_pass:
             deferred.append(index)
@@ -454,7 +458,8 @@ class _Cycle:
                 can_reclaim = False
             if can_reclaim and self.reclaim(w, "no node has room"):
                 return
-            d.reasons[w.id] = self.capacity_reason(w)
+            d.reasons[w.id] = self.capacity_reason(w) + (
+                self.reclaim_wait_text(w) if can_reclaim else "")
             return
         ledger.admit(w)
         self.admitted.append((w, nodes))
@@ -518,8 +523,25 @@ class _Cycle:
                     f" work with max_runtime up to {format_duration(window)} may backfill")
         return f"no node has room for it now (free: {free})"
 
+    def reclaim_wait_text(self, w: Workload) -> str:
+        """Why ``w`` did not reclaim yet, if only ``reclaim_after_s`` stopped it."""
+        left = self.cfg.reclaim_after_s - (self.now - w.queue_time)
+        if left <= 0 or w.group in self.reclaim_by_group:
+            return ""
+        need = [k for k in range(3) if w.total_t[k] > 0]
+        if not any(self.ledger.borrowing_group(g)[k] for g in self.ledger.groups
+                   if g != w.group for k in need):
+            return ""  # nobody borrows what it needs: reclaim could not help
+        return (f"; borrowers may end by themselves: reclaim of lent quota starts in"
+                f" {format_duration(left)} (reclaim_after {format_duration(self.cfg.reclaim_after_s)})")
+
     def reclaim(self, w: Workload, why: str) -> bool:
         """Try to make room for ``w`` by preempting borrowers; True if it will get it."""
+        if self.now - w.queue_time < self.cfg.reclaim_after_s:
+            # Not yet: it waits for borrowers to end by themselves. This does
+            # not use up the group's reclaim attempt of the cycle, so its
+            # older work may still reclaim.
+            return False
         prior = self.reclaim_by_group.get(w.group)
         if prior is not None:
             if prior:

@@ -2,12 +2,15 @@
 back quota it lent.
 
 Only workloads of groups that currently use more than their nominal quota, in
-a resource the claimant needs, are candidates, lowest priority class first and
-then newest first. They are removed one at a time until the claimant fits its
+a resource the claimant needs, are candidates, in the order the cycle gives
+(lowest priority class first, then least work lost; with the config key
+``reclaim_least_lost_first``, least work lost first). They are removed one at a time until the claimant fits its
 own nominal quota and the nodes; then each removed workload but the last is
 tried back, and kept running if the claimant still fits (Kueue's fill-back),
 so no more is preempted than needed. Workloads already told to stop count as
 free first, so a second cycle during the grace period preempts nobody new.
+With ``reclaim_after_s`` the cycle asks for victims only for owners that have
+waited that long.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ The generator, in words:
 * **Cluster**: ``nodes`` machines, a quarter of them GPU nodes (8 GPUs,
   96 cores, 768 GiB), the rest CPU nodes (64 cores, 256 GiB).
 * **Groups**: ``groups`` teams whose nominal quotas split the cluster with
-  Zipf-like weights (a few big teams, many small ones); each may lend half
-  of its nominal and borrow up to its nominal again.
+  Zipf-like weights (a few big teams, many small ones), rounded so that
+  they add up to the whole cluster (largest remainder for GPUs and memory);
+  each may lend half of its nominal and borrow up to its nominal again.
 * **Workloads** (mix): 55% CPU jobs (1, 2, 4 or 8 replicas of 2-64 cores,
   2 or 4 GiB per core), 30% GPU gangs (1-4 replicas of 1, 2, 4 or 8 GPUs with 12 cores and
   96 GiB per GPU; 8-GPU replicas are whole nodes), 15% notebooks (one
@@ -21,7 +22,10 @@ The generator, in words:
 * **Arrivals** (trace): each team alternates quiet and busy periods
   (exponential, mean 6 h quiet, 2 h busy) and submits only while busy
   (Poisson, rate proportional to its GPU quota, calibrated so that the
-  trace offers ``load`` times the cluster's capacity), so teams burst at
+  trace offers ``load`` times the cluster's capacity, measured like the
+  utilisation: mean of cpu and gpu; each team draws its periods, its
+  arrival gaps and its workloads from three seeded streams of its own, so
+  the calibration only rescales the arrival gaps), so teams burst at
   different times — the situation where lending idle quota pays. Every
   workload fits its team's nominal quota.
 """
@@ -62,10 +66,15 @@ def make_groups(nodes: tuple[Node, ...], n: int, oversubscribe: float = 1.0,
     tot_g = sum(x.capacity.gpu for x in nodes) * oversubscribe
     weights = [1.0 / (i + 1) ** 0.6 for i in range(n)]
     s = sum(weights)
+    fr = [w / s for w in weights]
+    # Integer resources (memory MiB, GPUs) are split by largest remainder, so
+    # the quotas add up to the whole cluster: truncating each share would
+    # leave devices in nobody's quota, which no policy could ever use.
+    mem = _split(int(tot_m), fr)
+    gpu = _split(int(tot_g), fr)
     out = []
-    for i, w in enumerate(weights):
-        f = w / s
-        nom = Resources(round(tot_c * f, 1), int(tot_m * f), int(tot_g * f))
+    for i, f in enumerate(fr):
+        nom = Resources(round(tot_c * f, 1), mem[i], gpu[i])
         out.append(Group(
             name=f"team{i:02d}",
             nominal=nom,
@@ -73,6 +82,17 @@ def make_groups(nodes: tuple[Node, ...], n: int, oversubscribe: float = 1.0,
             borrow_limit=None if lend_all else nom,
         ))
     return tuple(out)
+
+
+def _split(total: int, fractions: list[float]) -> list[int]:
+    """``total`` split in proportion to ``fractions`` (summing to 1) into integers
+    that add up to ``total`` (largest remainder; ties to the earlier group)."""
+    exact = [total * f for f in fractions]
+    out = [int(x) for x in exact]
+    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - out[i]), i))
+    for i in order[: total - sum(out)]:
+        out[i] += 1
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,46 +210,74 @@ def _fit_to(w: Workload, limit: Resources, rng: random.Random) -> Workload | Non
 
 def _arrivals(groups: tuple[Group, ...], hours: float, rate: float, seed: int,
               quiet_h: float, busy_h: float) -> list[TraceItem]:
-    rng = random.Random(seed)
+    # Three random streams per team: its quiet/busy periods, its inter-arrival
+    # draws and its workloads. Scaling ``rate`` then only compresses the
+    # arrival times inside the same busy periods and appends workloads to the
+    # same sequence, so offered load grows smoothly with the rate and the
+    # calibration in make_trace converges (with one shared stream, every rate
+    # gave an unrelated trace and the offered load missed its target by up
+    # to 50%).
     items: list[TraceItem] = []
     horizon = hours * 3600.0
-    seq = 0
     biggest = max(max(x.nominal.gpu for x in groups), 1)
-    for g in groups:
+    for gi, g in enumerate(groups):
+        periods = random.Random(f"{seed}/{gi}/periods")
+        gaps = random.Random(f"{seed}/{gi}/arrivals")
+        rng = random.Random(f"{seed}/{gi}/workloads")
+        seq = gi * 1_000_000
         # Bigger teams submit proportionally more.
         scale = max(0.2, g.nominal.gpu / biggest)
-        t = rng.expovariate(1.0 / (quiet_h * 3600.0)) * rng.random()
+        t = periods.expovariate(1.0 / (quiet_h * 3600.0)) * periods.random()
+        a = t
         while t < horizon:
-            busy_end = t + rng.expovariate(1.0 / (busy_h * 3600.0))
+            busy_end = t + periods.expovariate(1.0 / (busy_h * 3600.0))
+            a = t
             while True:
-                t += rng.expovariate(rate * scale / 3600.0)
-                if t >= busy_end or t >= horizon:
+                a += gaps.expovariate(1.0) * 3600.0 / (rate * scale)
+                if a >= busy_end or a >= horizon:
                     break
                 for _ in range(20):  # a team only submits work its nominal quota can hold
                     seq += 1
                     w, actual = random_workload(
                         rng, f"{g.name}-{seq}", g.name, f"{g.name}-u{rng.randrange(4)}",
-                        queue_time=t, seq=seq)
+                        queue_time=a, seq=seq)
                     fitted = _fit_to(w, g.nominal, rng)
                     if fitted is not None:
-                        items.append(TraceItem(fitted, t, actual))
+                        items.append(TraceItem(fitted, a, actual))
                         break
-            t = busy_end + rng.expovariate(1.0 / (quiet_h * 3600.0))
+            t = busy_end + periods.expovariate(1.0 / (quiet_h * 3600.0))
     items.sort(key=lambda it: (it.arrival, it.workload.seq))
     return items
 
 
-def offered_load(items: list[TraceItem], nodes: tuple[Node, ...], hours: float) -> float:
-    """Submitted work that falls inside the horizon (dominant share of the cluster x
-    actual seconds, each run cut at the horizon), over the horizon."""
+def offered_by_resource(items: list[TraceItem], nodes: tuple[Node, ...],
+                        hours: float) -> tuple[float, float, float]:
+    """Submitted cpu, memory and gpu work that falls inside the horizon (each
+    run's actual seconds cut at the horizon), over the capacity-seconds of the
+    horizon: the utilisation each resource would reach if all of it ran."""
     cap = [sum(n.capacity.as_tuple()[k] for n in nodes) for k in range(3)]
     horizon = hours * 3600.0
-    work = sum(
-        max(it.workload.total_t[k] / cap[k] for k in range(3) if cap[k])
-        * min(it.actual_s, horizon - it.arrival)
-        for it in items
-    )
-    return work / horizon
+    work = [0.0, 0.0, 0.0]
+    for it in items:
+        d = max(0.0, min(it.actual_s, horizon - it.arrival))
+        for k in range(3):
+            work[k] += it.workload.total_t[k] * d
+    return tuple(work[k] / (cap[k] * horizon) if cap[k] else 0.0 for k in range(3))  # type: ignore[return-value]
+
+
+def offered_load(items: list[TraceItem], nodes: tuple[Node, ...], hours: float) -> float:
+    """Offered load in the units of the simulation's utilisation: the mean over
+    cpu and gpu of :func:`offered_by_resource` (on a cluster without GPUs, cpu).
+
+    (An earlier version summed each workload's dominant share. On a cluster
+    where GPU gangs dominate on gpu and CPU jobs on cpu, that sum counts each
+    resource's demand against the whole cluster and reported "1.5" for a
+    trace that offered each resource only 0.8-1.0 of its capacity, so an
+    "overloaded" trace could not fill the cluster under any policy.)
+    """
+    cpu, _, gpu = offered_by_resource(items, nodes, hours)
+    has_gpu = any(n.capacity.gpu for n in nodes)
+    return (cpu + gpu) / 2 if has_gpu else cpu
 
 
 def make_trace(
@@ -241,10 +289,19 @@ def make_trace(
     Each group alternates quiet (mean ``quiet_h``) and busy (mean ``busy_h``)
     periods and submits only while busy, at a Poisson rate proportional to its
     GPU quota; the rate is calibrated (one trial run with the same seed) so
-    that submitted work, counted up to the horizon, is ``load`` x capacity. Every workload
+    that submitted work, counted up to the horizon, is ``load`` x capacity in
+    the units of the utilisation (:func:`offered_load`: mean of cpu and gpu). Every workload
     fits its group's nominal quota (replicas are dropped until it does).
     Sorted by arrival time.
     """
-    trial = _arrivals(groups, hours, 10.0, seed, quiet_h, busy_h)
-    base = offered_load(trial, nodes, hours) or 1.0
-    return _arrivals(groups, hours, 10.0 * load / base, seed, quiet_h, busy_h)
+    # Secant-free calibration: offered load is close to proportional to the
+    # rate, so rescale until it is within 2% of the target (a few rounds).
+    rate = 10.0
+    items = _arrivals(groups, hours, rate, seed, quiet_h, busy_h)
+    for _ in range(8):
+        got = offered_load(items, nodes, hours)
+        if got <= 0 or abs(got - load) <= 0.02 * load:
+            break
+        rate *= load / got
+        items = _arrivals(groups, hours, rate, seed, quiet_h, busy_h)
+    return items

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from plinth.scheduler import Outcome, SchedulerConfig, schedule
+from plinth.scheduler import Ordering, Outcome, SchedulerConfig, Weights, schedule
 
 from .builders import NOW, group, job, node, res, snapshot
 
@@ -24,6 +24,7 @@ class Case:
     want_preempted: list[str] = field(default_factory=list)
     want_outcome: dict[str, Outcome] = field(default_factory=dict)
     want_reason: dict[str, str] = field(default_factory=dict)
+    want_reason_absent: dict[str, str] = field(default_factory=dict)
 
 
 BIG = [node("n1", 32, 128)]
@@ -121,6 +122,76 @@ CASES = [
         want_outcome={"r1": Outcome.PREEMPT},
     ),
     Case(
+        name="reclaim_least_lost_first: the least work lost goes first, whatever the class",
+        groups=[group("ads", cpu=2, mem=64), group("rec", cpu=2, mem=64)],
+        nodes=[node("n1", 4, 64)],
+        config=SchedulerConfig(reclaim_least_lost_first=True),
+        running=[job("old-low").cpu(1).priority("low").running("n1", start=NOW - 9000),
+                 job("new-high").cpu(1).priority("high").running("n1", start=NOW - 100),
+                 job("nominal").cpu(2).running("n1", start=NOW - 20000)],
+        pending=[job("r1").group("rec").cpu(1)],
+        want_preempted=["new-high"],
+        want_outcome={"r1": Outcome.PREEMPT},
+    ),
+    Case(
+        name="reclaim_least_lost_first: equal loss falls back to the lowest class",
+        groups=[group("ads", cpu=2, mem=64), group("rec", cpu=2, mem=64)],
+        nodes=[node("n1", 4, 64)],
+        config=SchedulerConfig(reclaim_least_lost_first=True),
+        running=[job("b-high").cpu(1).priority("high").running("n1", start=NOW - 600),
+                 job("b-low").cpu(1).priority("low").running("n1", start=NOW - 600),
+                 job("nominal").cpu(2).running("n1", start=NOW - 20000)],
+        pending=[job("r1").group("rec").cpu(1)],
+        want_preempted=["b-low"],
+        want_outcome={"r1": Outcome.PREEMPT},
+    ),
+    Case(
+        name="reclaim_after_s: a fresh owner waits for borrowers to end by themselves",
+        groups=[group("ads", cpu=2, mem=64), group("rec", cpu=2, mem=64)],
+        nodes=[node("n1", 4, 64)],
+        config=SchedulerConfig(reclaim_after_s=3600),
+        running=[job("a1").cpu(2).running("n1", start=NOW - 900),
+                 job("a2").cpu(2).running("n1", start=NOW - 300)],
+        pending=[job("r1").group("rec").cpu(2).queued(NOW - 600)],
+        want_outcome={"r1": Outcome.NO_FIT},
+        want_reason={"r1": "reclaim of lent quota starts in 50m"},
+    ),
+    Case(
+        name="reclaim_after_s: no promise of reclaim when nobody borrows",
+        groups=[group("ads", cpu=4, mem=64), group("rec", cpu=4, mem=64)],
+        nodes=[node("n1", 4, 64)],  # nominal quotas add up to more than the nodes
+        config=SchedulerConfig(reclaim_after_s=3600),
+        running=[job("a1").cpu(4).running("n1")],
+        pending=[job("r1").group("rec").cpu(2)],
+        want_reason={"r1": "no node has room for it now (free: cpu=0"},
+        want_reason_absent={"r1": "reclaim"},
+    ),
+    Case(
+        name="reclaim_after_s: an owner that waited long enough reclaims",
+        groups=[group("ads", cpu=2, mem=64), group("rec", cpu=2, mem=64)],
+        nodes=[node("n1", 4, 64)],
+        config=SchedulerConfig(reclaim_after_s=3600),
+        running=[job("a1").cpu(2).running("n1", start=NOW - 900),
+                 job("a2").cpu(2).running("n1", start=NOW - 300)],
+        pending=[job("r1").group("rec").cpu(2).queued(NOW - 3600)],
+        want_preempted=["a2"],
+        want_outcome={"r1": Outcome.PREEMPT},
+    ),
+    Case(
+        name="reclaim_after_s: an older owner of the group still reclaims this cycle",
+        groups=[group("ads", cpu=2, mem=64), group("rec", cpu=2, mem=64)],
+        nodes=[node("n1", 4, 64)],
+        config=SchedulerConfig(reclaim_after_s=3600, ordering=Ordering.SCORE,
+                               weights=Weights(aging=0.0, runtime=1.0)),
+        running=[job("a1").cpu(2).running("n1", start=NOW - 900),
+                 job("a2").cpu(2).running("n1", start=NOW - 300)],
+        # young ranks first (shorter runtime) but may not reclaim yet; old may.
+        pending=[job("young").group("rec").cpu(2).runtime(600).queued(NOW - 60).seq(1),
+                 job("old").group("rec").cpu(2).runtime(7200).queued(NOW - 7200).seq(2)],
+        want_preempted=["a2"],
+        want_outcome={"old": Outcome.PREEMPT, "young": Outcome.NO_FIT},
+    ),
+    Case(
         name="reclaim preempts a whole gang, once",
         groups=[group("ads", cpu=2, mem=64), group("rec", cpu=4, mem=64)],
         nodes=[node("n1", 3, 64), node("n2", 3, 64)],
@@ -182,6 +253,8 @@ def test_borrowing_cases(case: Case) -> None:
         assert d.outcomes[wid] is outcome
     for wid, text in case.want_reason.items():
         assert text in d.reasons[wid], d.reasons[wid]
+    for wid, text in case.want_reason_absent.items():
+        assert text not in d.reasons[wid], d.reasons[wid]
 
 
 def test_preemption_names_who_and_why() -> None:

@@ -194,6 +194,8 @@ def test_config_rejects_bad_values_with_what_to_fix() -> None:
         SchedulerConfig(aging_saturation_s=0)
     with pytest.raises(ValueError, match="priority class 'x'"):
         SchedulerConfig(priority_classes={"x": 2.0})
+    with pytest.raises(ValueError, match="reclaim_after_s must be >= 0"):
+        SchedulerConfig(reclaim_after_s=-1)
 
 
 def test_config_from_plain_values() -> None:
@@ -203,6 +205,8 @@ def test_config_from_plain_values() -> None:
                             "aging_saturation_s": 600})
     assert cfg.weights.aging == 2.0 and cfg.weights.priority == 3.0
     assert cfg.weights.runtime == 1.0 and cfg.ordering is Ordering.FIFO
+    cfg = config_from_dict({"reclaim_after_s": 3600, "reclaim_least_lost_first": True})
+    assert cfg.reclaim_after_s == 3600 and cfg.reclaim_least_lost_first
     with pytest.raises(ValueError, match="unknown scheduler setting 'agin'"):
         config_from_dict({"agin": 1})
     with pytest.raises(ValueError, match="unknown score weight 'speed'"):
