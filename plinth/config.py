@@ -21,6 +21,8 @@ Every key is optional; an empty file gives a working single-machine server. Exam
       max_packed: 100Mi            # size of the uploaded .tar.gz
       max_unpacked: 1Gi            # total size of its members
       max_files: 100000
+    api:
+      max_body: 1Mi                # any other request body (JSON); more is a 413
     url: http://127.0.0.1:8321     # PLINTH_URL given to replicas; default: where the server listens
 
 Durations take seconds or ``90s``/``30m``/``2h``/``1d``; sizes take MiB or ``512Mi``/``4Gi``/``1G``.
@@ -208,6 +210,16 @@ class UploadsConfig(_Strict):
         return int(v)
 
 
+class ApiConfig(_Strict):
+    #: Largest request body in bytes, except code uploads (uploads.max_packed).
+    max_body: int = 1024 * 1024
+
+    @field_validator("max_body", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> int:
+        return UploadsConfig._size(v)
+
+
 class ServerConfig(_Strict):
     """The whole server configuration; see the module docstring for the YAML shape."""
 
@@ -216,6 +228,7 @@ class ServerConfig(_Strict):
     scheduler: SchedulerConfig = SchedulerConfig()
     jobs: JobsConfig = JobsConfig()
     uploads: UploadsConfig = UploadsConfig()
+    api: ApiConfig = ApiConfig()
     code: CodeConfig = CodeConfig()
     url: str | None = None
 
@@ -258,10 +271,24 @@ def load_config(path: str | os.PathLike[str] | None = None) -> ServerConfig:
 
 
 def plinth_home() -> Path:
-    """PLINTH_HOME (default ``~/.plinth``), created if missing."""
+    """PLINTH_HOME (default ``~/.plinth``), created (mode 0700) if missing."""
     home = Path(os.environ.get("PLINTH_HOME") or Path.home() / ".plinth").expanduser()
-    home.mkdir(parents=True, exist_ok=True)
+    make_private_dir(home)
     return home
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` (and missing parents) if missing; the directory itself gets mode
+    0700 (owner only: it holds the database, logs, code and admin.token). An existing
+    directory is left as its owner set it."""
+    if path.is_dir():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        return  # created concurrently; leave it
+    os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
 
 
 def database_url(home: Path) -> str:

@@ -20,9 +20,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 import plinth
 from plinth.api.context import AppContext
+from plinth.api.limits import BodyLimit
 from plinth.api.metrics import make_registry
 from plinth.api.routers import ALL
-from plinth.config import ServerConfig, database_url, plinth_home
+from plinth.config import ServerConfig, database_url, make_private_dir, plinth_home
 from plinth.executors.base import get_executor
 from plinth.services.auth import bootstrap_admin
 from plinth.services.control_loop import ControlLoop
@@ -65,7 +66,7 @@ def create_app(
     SQLite under home, `url` is what replicas get as PLINTH_URL (config `url` wins)."""
     cfg = config or ServerConfig()
     home = home or plinth_home()
-    home.mkdir(parents=True, exist_ok=True)
+    make_private_dir(home)
     db_url = db_url or database_url(home)
     replica_url = cfg.url or url
 
@@ -85,11 +86,12 @@ def create_app(
         }
         with db.session() as s:
             token = bootstrap_admin(s, home, total)
-        report = reconcile(db)
-        if report.readopted or report.lost or report.requeued:
+        report = reconcile(db, executor, cfg.jobs.grace)
+        if report.readopted or report.lost or report.requeued or report.orphans_stopped:
             log.warning(
                 "reconciled after restart: %d running replica(s) re-adopted, %d lost, "
-                "%d workload(s) requeued", report.readopted, report.lost, report.requeued,
+                "%d orphaned replica(s) stopped, %d workload(s) requeued",
+                report.readopted, report.lost, report.orphans_stopped, report.requeued,
             )  # fmt: skip
         ctx = AppContext(db=db, cfg=cfg, home=home, loop=loop, admin_token=token)
         app.state.metrics_registry = make_registry(db, loop)
@@ -110,6 +112,7 @@ def create_app(
     )
     for router in ALL:
         app.include_router(router)
+    app.add_middleware(BodyLimit, limit=cfg.api.max_body)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:

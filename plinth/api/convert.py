@@ -21,6 +21,7 @@ from plinth.api.schemas import (
 from plinth.scheduler import Resources
 from plinth.services.expansions import status as expansion_status
 from plinth.services.queue import GroupView
+from plinth.services.specs import redact_url
 from plinth.store.models import (
     Event,
     File,
@@ -121,8 +122,8 @@ def job_out(w: Workload, group: str, user: str) -> JobOut:
         user=user,
         state=w.state,
         reason=w.reason,
-        spec=w.spec,
-        code=CodeOut(**w.code) if w.code else None,
+        spec=_redacted_spec(w.spec),
+        code=CodeOut(**_redacted_code(w.code)) if w.code else None,
         attempt=w.attempt,
         failures=w.failures,
         retries=w.retries,
@@ -159,3 +160,17 @@ def replica_out(r: Replica, log_size: int) -> ReplicaOut:
 
 def file_out(f: File) -> FileOut:
     return FileOut(sha256=f.sha256, size=f.size, created_at=f.created_at)
+
+
+def _redacted_code(code: dict[str, Any]) -> dict[str, Any]:
+    if code.get("url"):
+        return {**code, "url": redact_url(code["url"])}
+    return code
+
+
+def _redacted_spec(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The spec as returned: a git URL's credentials (older records) hidden."""
+    code = (spec or {}).get("code")
+    if isinstance(code, dict) and isinstance(code.get("git"), str):
+        return {**spec, "code": {**code, "git": redact_url(code["git"])}}  # type: ignore[dict-item]
+    return spec

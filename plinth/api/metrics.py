@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
@@ -22,7 +22,7 @@ class _PlinthCollector(Collector):
         self.db = db
         self.loop = loop
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         with self.db.read() as s:
             by_state = dict(
                 s.execute(select(Workload.state, func.count()).group_by(Workload.state)).all()
@@ -63,6 +63,11 @@ class _PlinthCollector(Collector):
         cap.add_metric(["memory"], sum(n.memory_mib for n in self.loop.nodes))
         cap.add_metric(["gpu"], sum(n.gpu for n in self.loop.nodes))
         yield cap
+        yield CounterMetricFamily(
+            "plinth_executor_poll_errors",
+            "Polls of a replica that raised (the replica was taken as still running)",
+            value=self.loop.poll_errors,
+        )
 
 
 def make_registry(db: Database, loop: ControlLoop) -> CollectorRegistry:

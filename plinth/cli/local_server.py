@@ -94,7 +94,9 @@ class LocalServer:
 
     def start(self, timeout: float = 90.0) -> Self:
         """Start the server and return once ``/healthz`` answers; raise with its log if not."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        from plinth.config import make_private_dir
+
+        make_private_dir(self.home)
         args = ["server", "--host", "127.0.0.1"]
         if self.config is not None:
             config_path = self.home / "config.yaml"

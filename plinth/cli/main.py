@@ -25,7 +25,7 @@ from plinth.cli.nodes import app as nodes_app
 from plinth.cli.queue import queue as queue_command
 from plinth.cli.quotas import quota_app, reservation_app
 from plinth.cli.users import app as users_app
-from plinth.client import APIError, AuthError, PlinthError
+from plinth.client import APIError, AuthError, InvalidInputError, PlinthError
 
 
 class _PlinthGroup(TyperGroup):
@@ -38,7 +38,7 @@ class _PlinthGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except InputError as exc:
+        except (InputError, InvalidInputError) as exc:
             out.error(str(exc))
             raise typer.Exit(2) from None
         except AuthError as exc:
@@ -58,7 +58,8 @@ def _auth_message(exc: AuthError) -> str:
             f"{exc.message} (HTTP 401). Set PLINTH_TOKEN (or --token) to a valid token; "
             "an admin's is in $PLINTH_HOME/admin.token on the server."
         )
-    return f"{exc.message} (HTTP 403). This needs an admin token."
+    # The server's own reason: an admin-only action, a scoped token, another group.
+    return f"{exc.message} (HTTP 403)"
 
 
 app = typer.Typer(

@@ -11,6 +11,7 @@
 Exceptions — catch ``PlinthError`` for all of them::
 
     PlinthError                  root; also bad local input (e.g. a directory to upload)
+    ├── InvalidInputError        an unusable argument (empty id, malformed URL or token)
     ├── ConnectionError          no server answered at the URL (refused, unreachable, timeout)
     ├── WaitTimeoutError         jobs.wait / follow_logs gave up; the job keeps running
     └── APIError(status, detail) the server answered with an error status (5xx lands here)
@@ -29,6 +30,7 @@ from plinth.client._errors import (
     AuthError,
     ConflictError,
     ConnectionError,
+    InvalidInputError,
     NotFoundError,
     PlinthError,
     ValidationError,
@@ -62,6 +64,7 @@ __all__ = [
     "Event",
     "FileInfo",
     "Group",
+    "InvalidInputError",
     "Job",
     "LogChunk",
     "LogLine",

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from plinth.client._errors import PlinthError
-from plinth.client._http import API_PREFIX, Transport
+from plinth.client._http import API_PREFIX, Transport, segment
 from plinth.client._types import CreatedUser, FileInfo, Group, Node, Resources, User
 
 
@@ -48,7 +48,9 @@ class Groups:
         return cast("list[Group]", self._t.json("GET", f"{API_PREFIX}/groups"))
 
     def get(self, name: str) -> Group:
-        return cast(Group, self._t.json("GET", f"{API_PREFIX}/groups/{name}"))
+        return cast(
+            Group, self._t.json("GET", f"{API_PREFIX}/groups/{segment(name, 'group name')}")
+        )
 
     def update(
         self,
@@ -66,11 +68,14 @@ class Groups:
             quota=quota, borrow_limit=borrow_limit, lend_limit=lend_limit, max_job=max_job,
             max_runtime=max_runtime, max_workloads_per_user=max_workloads_per_user,
         )  # fmt: skip
-        return cast(Group, self._t.json("PATCH", f"{API_PREFIX}/groups/{name}", json=body))
+        return cast(
+            Group,
+            self._t.json("PATCH", f"{API_PREFIX}/groups/{segment(name, 'group name')}", json=body),
+        )
 
     def delete(self, name: str) -> None:
         """Delete group ``name``; :class:`ConflictError` while it has users or live workloads."""
-        self._t.request("DELETE", f"{API_PREFIX}/groups/{name}")
+        self._t.request("DELETE", f"{API_PREFIX}/groups/{segment(name, 'group name')}")
 
 
 class Users:
@@ -95,11 +100,11 @@ class Users:
         return cast("list[User]", self._t.json("GET", f"{API_PREFIX}/users"))
 
     def get(self, name: str) -> User:
-        return cast(User, self._t.json("GET", f"{API_PREFIX}/users/{name}"))
+        return cast(User, self._t.json("GET", f"{API_PREFIX}/users/{segment(name, 'user name')}"))
 
     def new_token(self, name: str) -> str:
         """Issue a new token for user ``name`` and return it in plaintext."""
-        body = self._t.json("POST", f"{API_PREFIX}/users/{name}/tokens")
+        body = self._t.json("POST", f"{API_PREFIX}/users/{segment(name, 'user name')}/tokens")
         return str(body["token"])
 
 
@@ -149,7 +154,9 @@ class Files:
         return cast(FileInfo, body)
 
     def get(self, sha256: str) -> FileInfo:
-        return cast(FileInfo, self._t.json("GET", f"{API_PREFIX}/files/{sha256}"))
+        return cast(
+            FileInfo, self._t.json("GET", f"{API_PREFIX}/files/{segment(sha256, 'file sha256')}")
+        )
 
 
 def _when(t: datetime | str | None) -> str | None:
@@ -223,4 +230,6 @@ class Reservations:
         )
 
     def delete(self, reservation_id: str) -> None:
-        self._t.request("DELETE", f"{API_PREFIX}/reservations/{reservation_id}")
+        self._t.request(
+            "DELETE", f"{API_PREFIX}/reservations/{segment(reservation_id, 'reservation id')}"
+        )

@@ -13,6 +13,11 @@ class PlinthError(Exception):
     """Root of every error the SDK raises."""
 
 
+class InvalidInputError(PlinthError, ValueError):
+    """An argument to the SDK is unusable, found before anything is sent: an empty
+    id, a malformed server URL, a token with characters no HTTP header may hold."""
+
+
 # Deliberately shadows the builtin inside this package: plinth.client.ConnectionError.
 class ConnectionError(PlinthError):
     """No Plinth server answered at ``url`` (refused, unreachable, timed out)."""

@@ -4,30 +4,75 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from plinth.client._errors import ConnectionError, PlinthError, error_for_status
+from plinth.client._errors import (
+    ConnectionError,
+    InvalidInputError,
+    PlinthError,
+    error_for_status,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8321"
 API_PREFIX = "/api/v1"
 
 
 def resolve_url(url: str | None) -> str:
-    """The server's base URL: ``url``, else ``$PLINTH_URL``, else :data:`DEFAULT_URL`."""
+    """The server's base URL: ``url``, else ``$PLINTH_URL``, else :data:`DEFAULT_URL`.
+
+    Raises :class:`InvalidInputError` naming the source for a URL that cannot be parsed
+    (``http://[::1``) or is not http(s)."""
+    source = "--url" if url else "PLINTH_URL" if os.environ.get("PLINTH_URL") else "default"
     chosen = url or os.environ.get("PLINTH_URL") or DEFAULT_URL
     chosen = chosen.strip().rstrip("/")
     if "://" not in chosen:
         # Accept "host:port" as a convenience; a server is plain HTTP on loopback by default.
         chosen = "http://" + chosen
+    try:
+        parsed = httpx.URL(chosen)
+        ok = parsed.scheme in ("http", "https") and bool(parsed.host)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise InvalidInputError(
+            f"invalid server URL {chosen!r} (from {source}): give one like "
+            "http://127.0.0.1:8321 or https://plinth.example.com"
+        )
     return chosen
 
 
 def resolve_token(token: str | None) -> str | None:
-    """The bearer token: ``token``, else ``$PLINTH_TOKEN``, else ``None`` (anonymous)."""
+    """The bearer token: ``token``, else ``$PLINTH_TOKEN``, else ``None`` (anonymous).
+
+    Raises :class:`InvalidInputError` for a token that cannot be sent in an HTTP header
+    (non-ASCII characters, a line break inside it): naming the source, not the value."""
+    source = "the token argument" if token is not None else "PLINTH_TOKEN"
     chosen = token if token is not None else os.environ.get("PLINTH_TOKEN")
     chosen = chosen.strip() if chosen else None
+    if chosen and (not chosen.isascii() or not chosen.isprintable()):
+        raise InvalidInputError(
+            f"the token in {source} contains characters a token cannot have (non-ASCII, "
+            "a line break or other control character); copy the token again exactly as "
+            "`plinth user create` or `plinth user token` printed it"
+        )
     return chosen or None
+
+
+def segment(value: object, what: str) -> str:
+    """``value`` as ONE URL path segment, percent-encoded (``/``, ``?``, ``#`` too).
+
+    Raises :class:`InvalidInputError` for an empty value, ``.`` or ``..`` (which a URL
+    would resolve as a path step), or a value that is not a string or integer."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidInputError(f"{what} must be a string, got {type(value).__name__}")
+    text = str(value)
+    if not text.strip():
+        raise InvalidInputError(f"{what} must not be empty")
+    if text in (".", ".."):
+        raise InvalidInputError(f"{what} {text!r} is not a valid {what}")
+    return quote(text, safe="")
 
 
 class Transport:

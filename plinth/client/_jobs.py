@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 from plinth.client._errors import NotFoundError, PlinthError
-from plinth.client._http import API_PREFIX, Transport
+from plinth.client._http import API_PREFIX, Transport, segment
 from plinth.client._types import TERMINAL_STATES, Event, Job, LogChunk, LogLine, Replica
 
 
@@ -49,11 +49,11 @@ class Jobs:
         return cast("list[Job]", self._t.json("GET", f"{API_PREFIX}/jobs", params=params))
 
     def get(self, job_id: str) -> Job:
-        return cast(Job, self._t.json("GET", f"{API_PREFIX}/jobs/{job_id}"))
+        return cast(Job, self._t.json("GET", f"{_job(job_id)}"))
 
     def explain(self, job_id: str) -> dict[str, Any]:
         """Why the job waits: ``{"text", "position", "score", "outcome", "reason", ...}``."""
-        return cast("dict[str, Any]", self._t.json("GET", f"{API_PREFIX}/jobs/{job_id}/explain"))
+        return cast("dict[str, Any]", self._t.json("GET", f"{_job(job_id)}/explain"))
 
     def queue(self, *, limit: int = 100) -> list[dict[str, Any]]:
         """Pending workloads in the scheduler's order, each with its score breakdown."""
@@ -64,19 +64,19 @@ class Jobs:
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job; a finished job is returned unchanged."""
-        return cast(Job, self._t.json("POST", f"{API_PREFIX}/jobs/{job_id}/cancel"))
+        return cast(Job, self._t.json("POST", f"{_job(job_id)}/cancel"))
 
     def rerun(self, job_id: str) -> Job:
         """Submit a new job with the same spec and the same recorded code (commit or file)."""
-        return cast(Job, self._t.json("POST", f"{API_PREFIX}/jobs/{job_id}/rerun"))
+        return cast(Job, self._t.json("POST", f"{_job(job_id)}/rerun"))
 
     def events(self, job_id: str) -> list[Event]:
         """The job's state changes, oldest first, each with its reason."""
-        return cast("list[Event]", self._t.json("GET", f"{API_PREFIX}/jobs/{job_id}/events"))
+        return cast("list[Event]", self._t.json("GET", f"{_job(job_id)}/events"))
 
     def replicas(self, job_id: str) -> list[Replica]:
         """One row per role, replica and attempt (every attempt is kept)."""
-        return cast("list[Replica]", self._t.json("GET", f"{API_PREFIX}/jobs/{job_id}/replicas"))
+        return cast("list[Replica]", self._t.json("GET", f"{_job(job_id)}/replicas"))
 
     def logs(
         self,
@@ -90,7 +90,7 @@ class Jobs:
         """One attempt's log (the latest when ``attempt`` is None) from byte ``offset``."""
         response = self._t.request(
             "GET",
-            f"{API_PREFIX}/jobs/{job_id}/logs/{role}/{replica}",
+            f"{_job(job_id)}/logs/{segment(role, 'role')}/{segment(replica, 'replica')}",
             params={"attempt": attempt, "offset": offset},
         )
         next_offset = _int_header(
@@ -187,6 +187,11 @@ class Jobs:
                 raise WaitTimeoutError(job, cast(float, timeout))
             if not progressed:
                 time.sleep(poll_interval)
+
+
+def _job(job_id: str) -> str:
+    """The job's URL path (its id percent-encoded as one segment; empty ids refused)."""
+    return f"{API_PREFIX}/jobs/{segment(job_id, 'job id')}"
 
 
 def _decode(raw: bytes) -> str:

@@ -175,6 +175,20 @@ class Executor(ABC):
     def allocate_port(self, node: str) -> int:
         """A free TCP port on ``node``."""
 
+    def find_launched(
+        self, workload_id: str, role: str, replica: int, attempt: int, log_path: str | Path
+    ) -> list[dict]:
+        """Handles of every start of this replica attempt that the backend can still
+        find, whether or not the caller recorded the handle ``launch`` returned.
+
+        Used after a crash between ``launch`` and recording its handle: the server
+        stops what it finds instead of leaving it running unseen. ``log_path`` is the
+        one the launch was given. The default finds nothing (a backend that cannot
+        look replicas up by name); :class:`~plinth.executors.local.LocalExecutor`
+        overrides it.
+        """
+        return []
+
     # -- helpers shared by all backends (not part of what a backend must write) --
 
     def wait(self, handle: dict, timeout_s: float, interval_s: float = 0.01) -> int | None:

@@ -78,6 +78,8 @@ def inherited_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         for k, v in environ.items()
         if k in INHERITED_ENV or k.startswith(INHERITED_ENV_PREFIXES)
     }
+
+
 #: A port handed out is not handed out again for this long (seconds): the replica
 #: it was meant for may not have bound it yet.
 _PORT_QUARANTINE_S = 120.0
@@ -256,6 +258,10 @@ class LocalExecutor(Executor):
             )
         log_path = os.path.abspath(spec.log_path)  # the supervisor's cwd is the workdir
         status_dir = self._status_dir_for(spec, log_path)
+        # Created before the supervisor starts (one mkdir, ~µs): from now on a server
+        # that dies before recording the handle can find it (find_launched) and stop
+        # it, even if the supervisor has not started yet (it obeys a `stop` file).
+        os.makedirs(status_dir, exist_ok=True)
         env = inherited_env()
         env.update(spec.env)
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.gpus)
@@ -299,16 +305,50 @@ class LocalExecutor(Executor):
             "attempt": spec.attempt,
         }
 
-    def _status_dir_for(self, spec: ReplicaLaunch, log_path: str) -> str:
-        """A new status directory path for this attempt. The supervisor creates it:
-        launch() makes no file-system call of its own (it is on the latency path)."""
+    def _status_base(self, workload_id: str, log_path: str) -> str:
         if self._state_dir is not None:
-            base = os.path.join(self._state_dir, _safe(spec.workload_id))
-        else:
-            base = os.path.join(os.path.dirname(log_path), ".status")
+            return os.path.join(self._state_dir, _safe(workload_id))
+        return os.path.join(os.path.dirname(log_path), ".status")
+
+    def _status_dir_for(self, spec: ReplicaLaunch, log_path: str) -> str:
+        """A new status directory path for this attempt,
+        ``<base>/<role>-<replica>-<attempt>-<hex stamp>``: :meth:`find_launched` finds
+        it again from the replica's names alone."""
+        base = self._status_base(spec.workload_id, log_path)
         # Unique even if the caller launches the same attempt again (after a crash).
         stamp = f"{time.time_ns():x}{next(self._seq):x}"
         return os.path.join(base, f"{_safe(spec.role)}-{spec.replica}-{spec.attempt}-{stamp}")
+
+    def find_launched(
+        self, workload_id: str, role: str, replica: int, attempt: int, log_path: str | Path
+    ) -> list[dict]:
+        """Handles for every status directory of this attempt (see the base class).
+
+        ``launch`` creates the directory before starting the supervisor, so a replica
+        started just before the server died is found by the next server. The handle
+        carries the supervisor's pid from its ``supervisor`` file (0 when it has not
+        written one yet). Call :meth:`stop` on such a handle before :meth:`poll`: the
+        ``stop`` file also reaches a supervisor that has not started yet, which then
+        stops its command at once; a poll before that would report it lost."""
+        log_path = os.path.abspath(log_path)
+        base = self._status_base(workload_id, log_path)
+        pattern = re.compile(re.escape(f"{_safe(role)}-{replica}-{attempt}-") + "[0-9a-f]+")
+        try:
+            names = sorted(n for n in os.listdir(base) if pattern.fullmatch(n))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        out = []
+        for name in names:
+            status_dir = os.path.join(base, name)
+            ident = _read_ident(Path(status_dir) / "supervisor")
+            out.append({
+                "executor": self.name, "status_dir": status_dir, "log_path": log_path,
+                "node": None, "supervisor_pid": ident[0] if ident else 0,
+                "supervisor_start": ident[1] if ident else 0,
+                "workload_id": workload_id, "role": role, "replica": replica,
+                "attempt": attempt,
+            })  # fmt: skip
+        return out
 
     # -- poll ------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from plinth.services.errors import Forbidden, Unauthorized
@@ -34,6 +34,7 @@ __all__ = [
     "new_token",
     "require_admin",
     "require_unscoped",
+    "write_admin_token",
 ]
 
 ADMIN_NAME = "admin"
@@ -107,8 +108,10 @@ def bootstrap_admin(session: Session, home: Path, quota: dict[str, float]) -> st
     """On an empty database create group ``default`` and user ``admin`` with a token.
 
     The token is PLINTH_ADMIN_TOKEN when set; otherwise a fresh one, written to
-    ``home/admin.token`` with mode 0600. Returns the plaintext token when it created
-    the admin, else None (the database already had users).
+    ``home/admin.token`` with mode 0600 once `session`'s transaction has committed (a
+    rolled-back bootstrap leaves no file naming a token that does not exist). Returns
+    the plaintext token when it created the admin, else None (the database already had
+    users).
     """
     if session.scalar(select(func.count()).select_from(User)):
         return None
@@ -123,13 +126,32 @@ def bootstrap_admin(session: Session, home: Path, quota: dict[str, float]) -> st
     token = os.environ.get("PLINTH_ADMIN_TOKEN") or None
     if token is None:
         token = new_token()
-        path = home / "admin.token"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
-        os.chmod(path, 0o600)  # in case the file existed with wider permissions
+        fresh = token
+        event.listen(session, "after_commit", lambda _s: write_admin_token(home, fresh), once=True)
     session.add(Token(token_hash=hash_token(token), user_id=admin.id))
     return token
+
+
+def write_admin_token(home: Path, token: str) -> Path:
+    """Write `token` to ``home/admin.token`` (mode 0600) and return the path.
+
+    A new file is created with O_EXCL|O_NOFOLLOW (never through a symlink someone
+    planted, never into an existing file's wider permissions), then renamed over
+    ``admin.token``: the rename replaces a link itself, not what it points to."""
+    path = home / "admin.token"
+    tmp = home / f".admin.token.{secrets.token_hex(8)}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 class PrincipalCache:

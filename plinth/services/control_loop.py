@@ -17,7 +17,8 @@ admit
     ``admitted``, replica rows with node, GPU indices, port and log path, a
     workload-scoped token; preemptions; waiting reasons). Then per admitted
     workload: prepare its code, one ``executor.launch`` per replica, and one
-    transaction recording the handles and the state ``running``.
+    transaction (for that workload alone) recording the handles and the state
+    ``running``.
 
 Preemption (reclaim): the workload stays ``running`` with ``preempted_at`` set (event
 ``preempted`` with the scheduler's reason) and its replicas get SIGTERM, SIGKILL after
@@ -26,7 +27,10 @@ then returns to ``pending`` (event ``requeued``) with its original ``queued_at``
 without using a retry. Every ended replica adds a usage record (fair share).
 
 Writing the replica rows before launching means a crash between the two leaves
-rows in state ``launching``, which ``reconcile`` at the next start resolves.
+rows in state ``launching``, which ``reconcile`` at the next start resolves: it asks
+the executor for any process started for them (``Executor.find_launched``) and stops
+it. Handles are recorded per workload, right after its launches, so such a crash
+leaves at most one workload's replicas unrecorded.
 The executor is only ever called from this thread (and ``reconcile`` before it).
 """
 
@@ -171,21 +175,29 @@ def _apply(
     events: list[dict[str, Any]],
     values: dict[str, Any] | None = None,
     **data: Any,
-) -> None:
+) -> bool:
     """Transition the workload `row` (a Core row with the _WROW columns) to `target` with a
-    Core UPDATE guarded by its current state, and queue the event in `events`."""
+    Core UPDATE guarded by its current state, and queue the event in `events`.
+
+    False (nothing written, no event) when the row is no longer in that state: another
+    writer (a cancel on PostgreSQL, which does not take the admission lock) changed it
+    since it was read. The caller must then drop what it planned for the workload."""
     w = _Lifecycle(row.state, row.reason, row.admitted_at, row.started_at, row.finished_at)
     t = transition(w, target, reason, now)
-    s.connection().execute(
+    done = s.connection().execute(
         update(Workload)
         .where(Workload.id == row.id, Workload.state == row.state)
         .values(state=w.state, reason=w.reason, admitted_at=w.admitted_at,
                 started_at=w.started_at, finished_at=w.finished_at, **(values or {}))
-    )  # fmt: skip
+    ).rowcount  # fmt: skip
+    if done != 1:
+        log.info("workload %s changed state concurrently; %s not applied", row.id, target.value)
+        return False
     events.append({
         "workload_id": row.id, "type": t.type, "reason": t.reason, "time": now,
         "data": {"from_state": t.from_state.value, "to_state": t.to_state.value, **data},
     })  # fmt: skip
+    return True
 
 
 class ControlLoop:
@@ -204,6 +216,7 @@ class ControlLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopping: set[int] = set()  # replica ids this process asked to stop
+        self._exit_notes: dict[int, str] = {}  # replica id -> how it ended (this cycle)
         self._waiting: dict[str, str] = {}  # last waiting reason written per workload
         self._specs: dict[str, _Cached] = {}  # pending workload -> its spec, code, demands
         self._exits = ExitWatcher(self.wake)  # a replica's exit wakes the loop at once
@@ -215,6 +228,7 @@ class ControlLoop:
         self.policy: core.SchedulerConfig = cfg.scheduler.policy()
         self.last_phases: dict[str, float] = {}  # the last cycle's phase durations (s)
         self.cycles = 0
+        self.poll_errors = 0  # executor.poll calls that raised (replica taken as running)
 
     # -- lifecycle of the loop itself ---------------------------------------------
 
@@ -347,24 +361,33 @@ class ControlLoop:
                 if r.started_at is not None:
                     usage.append({"workload_id": r.workload_id, "start": r.started_at,
                                   "end": now, "resources": dict(r.resources)})  # fmt: skip
-                if r.stop_requested or rid in self._stopping or why in ("stopped", "timeout"):
+                asked = r.stop_requested or rid in self._stopping or why == "timeout"
+                what = describe_exit(code)
+                if asked:
                     r.state = "stopped"  # ended because Plinth asked, whatever its status
                 elif code == 0:
                     r.state = "succeeded"
                 elif code == EXIT_LOST:
                     r.state = "lost"
                 else:
+                    # Includes a supervisor stopped by a signal Plinth did not send (kill,
+                    # systemd stop): a failure, so retries apply and the job ends.
                     r.state = "failed"
+                    if why == "stopped":
+                        what += " (stopped by a signal Plinth did not send)"
                 self._stopping.discard(rid)
+                self._exit_notes[rid] = what
                 ev.record(
                     s, r.workload_id, "replica_exited",
-                    f"replica {r.role}-{r.replica} (attempt {r.attempt}) {describe_exit(code)}",
+                    f"replica {r.role}-{r.replica} (attempt {r.attempt}) {what}",
                     now, role=r.role, replica=r.replica, attempt=r.attempt, exit_code=code,
                 )  # fmt: skip
                 affected[r.workload_id].append(r)
             self._record_usage(s, usage)
             for wid in set(affected) | timed_out:
-                w = s.get(Workload, wid)
+                # Row-locked (PostgreSQL): a concurrent cancel waits for this decision
+                # and then sees it, instead of the two overwriting each other.
+                w = s.get(Workload, wid, with_for_update=True)
                 if w is None or w.state != State.RUNNING:
                     continue
                 if wid in timed_out:
@@ -395,6 +418,7 @@ class ControlLoop:
                         continue
                     r.stop_requested = True
                     to_stop.append((r.id, dict(r.handle or {})))
+        self._exit_notes.clear()
         for rid, handle in to_stop:
             try:
                 self.executor.stop(handle, self.cfg.jobs.grace)
@@ -452,9 +476,17 @@ class ControlLoop:
             ev.record_transition(s, w.id, t, now)
             return
         failed = [r for r in current if r.state in ("failed", "lost")]
+        if not failed and not any(r.state in LIVE_REPLICA_STATES for r in current):
+            # Nothing of the attempt runs and not all succeeded (a replica ended as
+            # `stopped` though the workload was neither cancelled nor preempted): the
+            # attempt is over and did not succeed; waiting would last until max_runtime.
+            failed = [r for r in current if r.state != "succeeded"]
         if failed:
             f = failed[0]
-            what = f"replica {f.role}-{f.replica} {describe_exit(f.exit_code or 0)}"
+            how = self._exit_notes.pop(f.id, None) or describe_exit(f.exit_code or 0)
+            if f.state == "stopped":
+                how = f"was stopped ({how}) without Plinth asking"
+            what = f"replica {f.role}-{f.replica} {how}"
             w.failures += 1
             if w.failures <= w.retries:
                 delay = self.cfg.jobs.retry_backoff.delay_s(w.failures)
@@ -485,13 +517,20 @@ class ControlLoop:
             self._exits.watch(pid)
 
     def _poll(self, handle: dict[str, Any] | None) -> int | None:
+        """The replica's exit code, or None while it runs.
+
+        A failing poll (EMFILE, a transient I/O error) says nothing about the replica:
+        it is taken as still running, logged and counted in ``poll_errors``. Only the
+        executor itself declares a replica lost (``EXIT_LOST``); guessing "lost" here
+        would let a retry start a second copy of a replica that still runs."""
         if not handle:
             return EXIT_LOST
         try:
             return self.executor.poll(handle)
         except Exception:
-            log.exception("poll failed for %s", handle)
-            return EXIT_LOST
+            self.poll_errors += 1
+            log.exception("poll failed for %s; taken as still running", handle)
+            return None
 
     def _exit_reason(self, handle: dict[str, Any]) -> str | None:
         fn = getattr(self.executor, "exit_reason", None)
@@ -561,6 +600,8 @@ class ControlLoop:
             tokens: list[dict[str, Any]] = []
             for a in admissions:
                 r = rows[a.workload_id]
+                if r.state != State.PENDING.value:
+                    continue  # cancelled since the snapshot (a cancel takes no admission lock)
                 nodes = sorted({n for ns in a.placement.values() for n in ns})
                 how = ""
                 if a.borrows:
@@ -569,8 +610,10 @@ class ControlLoop:
                     how += " (backfill: ends before the top blocked workload can start)"
                 if a.reservation:
                     how += f" (in reservation {a.reservation})"
-                _apply(s, r, State.ADMITTED, f"admitted on {', '.join(nodes)}{how}", now, events,
-                       attempt=r.attempt, borrows=a.borrows, backfill=a.backfill)  # fmt: skip
+                if not _apply(s, r, State.ADMITTED, f"admitted on {', '.join(nodes)}{how}",
+                              now, events, attempt=r.attempt, borrows=a.borrows,
+                              backfill=a.backfill):  # fmt: skip
+                    continue  # cancelled meanwhile: no replicas, no token, no launch
                 self._waiting.pop(r.id, None)
                 cached = self._specs.pop(r.id)
                 token = new_token()
@@ -749,47 +792,54 @@ class ControlLoop:
         return handles, None, utcnow()
 
     def _launch_all(self, plans: list[_Plan]) -> None:
-        """Start every plan, then record handles and ``running`` in one transaction."""
-        results = [(plan, *self._start(plan)) for plan in plans]
+        """Start each plan and record its handles and ``running`` in a transaction of its
+        own right after: at any moment at most one workload has started replicas whose
+        handles are not recorded (a crash then leaves them ``launching``; ``reconcile``
+        finds and stops them through ``Executor.find_launched``)."""
         trouble = False
-        with self.db.session() as s:
-            current = {
-                r.id: r
-                for r in s.connection().execute(
-                    select(*_WROW).where(Workload.id.in_([p.workload_id for p in plans]))
-                )
-            }
-            events: list[dict[str, Any]] = []
-            for plan, handles, error, when in results:
-                for rid, *_ in plan.replicas:
-                    if rid in handles:
-                        values = {"handle": handles[rid], "state": "running", "started_at": when}
-                    else:
-                        values = {"state": "failed", "finished_at": when}
-                    s.connection().execute(
-                        update(Replica).where(Replica.id == rid).values(**values)
-                    )
-                r = current[plan.workload_id]
-                if r.state != State.ADMITTED:
-                    trouble = True  # cancelled meanwhile: observe() stops what was started
-                elif error is not None:
-                    trouble = True
-                    _apply(s, r, State.FAILED, error, when, events)
-                else:
-                    nodes = sorted({x[3] for x in plan.replicas})
-                    _apply(
-                        s, r, State.RUNNING,
-                        f"{len(handles)} replica(s) started on {', '.join(nodes)} "
-                        f"(attempt {plan.attempt})",
-                        when, events,
-                        values={"deadline_at": when + timedelta(seconds=plan.max_runtime_s)},
-                        attempt=plan.attempt,
-                    )  # fmt: skip
-                    self._due_in(plan.max_runtime_s)
-            if events:
-                s.connection().execute(insert(Event), events)
-        for _plan, handles, _error, _when in results:
-            for h in handles.values():
-                self._watch(h)
+        for plan in plans:
+            handles, error, when = self._start(plan)
+            try:
+                trouble |= self._record_launch(plan, handles, error, when)
+            finally:
+                for h in handles.values():
+                    self._watch(h)
         if trouble:
             self.wake()
+
+    def _record_launch(
+        self, plan: _Plan, handles: dict[int, dict[str, Any]], error: str | None, when: datetime
+    ) -> bool:
+        """One transaction: the plan's handles, replica states and the workload's state.
+        True when a further cycle is needed (failed, or cancelled meanwhile)."""
+        trouble = False
+        with self.db.session() as s:
+            r = s.connection().execute(select(*_WROW).where(Workload.id == plan.workload_id)).one()
+            events: list[dict[str, Any]] = []
+            for rid, *_ in plan.replicas:
+                if rid in handles:
+                    values = {"handle": handles[rid], "state": "running", "started_at": when}
+                else:
+                    values = {"state": "failed", "finished_at": when}
+                s.connection().execute(update(Replica).where(Replica.id == rid).values(**values))
+            if r.state != State.ADMITTED:
+                trouble = True  # cancelled meanwhile: observe() stops what was started
+            elif error is not None:
+                trouble = True
+                _apply(s, r, State.FAILED, error, when, events)
+            else:
+                nodes = sorted({x[3] for x in plan.replicas})
+                if _apply(
+                    s, r, State.RUNNING,
+                    f"{len(handles)} replica(s) started on {', '.join(nodes)} "
+                    f"(attempt {plan.attempt})",
+                    when, events,
+                    values={"deadline_at": when + timedelta(seconds=plan.max_runtime_s)},
+                    attempt=plan.attempt,
+                ):  # fmt: skip
+                    self._due_in(plan.max_runtime_s)
+                else:
+                    trouble = True  # cancelled meanwhile: observe() stops what was started
+            if events:
+                s.connection().execute(insert(Event), events)
+        return trouble

@@ -64,7 +64,8 @@ def update_group(session: Session, p: Principal, name: str, req: GroupPatch) -> 
     require_admin(p)
     g = _get(session, name)
     if req.quota is not None:
-        g.quota = req.quota.model_dump()
+        # Only the resources given change (``--quota cpu=16`` keeps memory and gpu).
+        g.quota = {**(g.quota or {}), **req.quota.model_dump(exclude_unset=True)}
     if "borrow_limit" in req.model_fields_set:
         g.borrow_limit = req.borrow_limit.model_dump() if req.borrow_limit else None
     if "lend_limit" in req.model_fields_set:

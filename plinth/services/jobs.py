@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from plinth.config import ServerConfig
@@ -21,7 +21,7 @@ from plinth.services import events as ev
 from plinth.services.admission import NodeFree, ReplicaDemand, unplaceable_reason
 from plinth.services.auth import Principal, require_unscoped
 from plinth.services.errors import Conflict, Forbidden, Invalid, NotFound
-from plinth.services.lifecycle import FINAL, InvalidTransition, State, transition
+from plinth.services.lifecycle import FINAL, LIVE, InvalidTransition, State, transition
 from plinth.services.specs import CodeFile, CodeGit, JobSpec
 from plinth.store.models import File, Group, Replica, User, Workload, utcnow
 
@@ -248,12 +248,14 @@ def rerun_job(
 
 
 def _visible(p: Principal, w: Workload | None, job_id: str) -> Workload:
-    if (
-        w is None
-        or w.kind != JOB
-        or (p.workload_id is not None and w.id != p.workload_id)
-        or (not p.admin and w.group_id != p.group_id)
-    ):
+    if w is None or w.kind != JOB:
+        raise NotFound(f"job {job_id!r} not found")
+    if p.workload_id is not None:
+        # A workload-scoped token sees its own workload whatever group it runs in (an
+        # admin may have submitted it into another group than the token user's).
+        if w.id != p.workload_id:
+            raise NotFound(f"job {job_id!r} not found")
+    elif not p.admin and w.group_id != p.group_id:
         raise NotFound(f"job {job_id!r} not found")
     return w
 
@@ -308,12 +310,33 @@ def cancel_job(session: Session, p: Principal, job_id: str) -> Workload:
     if State(w.state) in FINAL:
         return w
     now = utcnow()
+    new = _LifecycleCopy(w.state, w.reason, w.admitted_at, w.started_at, w.finished_at)
     try:
-        t = transition(w, State.CANCELLED, f"cancelled by {p.user}", now)
+        t = transition(new, State.CANCELLED, f"cancelled by {p.user}", now)
     except InvalidTransition as e:  # pragma: no cover - every live state may be cancelled
         raise Conflict(str(e)) from None
+    # Guarded by the live states, not the ORM's blind UPDATE by id: on PostgreSQL the
+    # control loop may have finished the job since it was read; then it stays finished.
+    done = session.execute(
+        update(Workload)
+        .where(Workload.id == w.id, Workload.state.in_([x.value for x in LIVE]))
+        .values(state=new.state, reason=new.reason, finished_at=new.finished_at)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(w)
+    if done != 1:
+        return w
     ev.record_transition(session, w.id, t, now)
     return w
+
+
+@dataclass
+class _LifecycleCopy:
+    state: str
+    reason: str
+    admitted_at: Any
+    started_at: Any
+    finished_at: Any
 
 
 def job_events(session: Session, p: Principal, job_id: str) -> list[Any]:

@@ -81,6 +81,56 @@ Gpu = Annotated[int, Field(ge=0, le=1024, description="whole devices")]
 SafeStr = Annotated[str, Field(max_length=65536, pattern=r"^[^\x00]*$")]
 
 
+#: Most levels of nested objects/arrays in a job's ``params`` (deeper is refused: 422).
+MAX_PARAMS_DEPTH = 32
+#: Most bytes (as JSON) of a job's params, env and commands together: they are passed
+#: in each replica's environment and argv, and Linux refuses one string over 128 KiB.
+MAX_ARGS_BYTES = 64 * 1024
+
+
+def json_depth(value: Any) -> int:
+    """Levels of nested dicts/lists in `value` (a scalar is 0, ``{}`` is 1); iterative,
+    so a hostile depth cannot exhaust the stack."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        elif not isinstance(v, list):
+            continue
+        d += 1
+        deepest = max(deepest, d)
+        if deepest > MAX_PARAMS_DEPTH + 1:
+            return deepest  # deep enough to refuse; no need to walk the rest
+        stack.extend((x, d) for x in v)
+    return deepest
+
+
+def url_has_credentials(url: str) -> bool:
+    """Whether a git URL carries a secret in its userinfo: any userinfo of an
+    http(s)/ftp(s) URL (tokens are often given as the user name), a password in any
+    other scheme. ``ssh://git@host/...`` and scp-like ``git@host:path`` are fine."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return False
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if "@" not in authority:
+        return False
+    userinfo = authority.rsplit("@", 1)[0]
+    return scheme.lower() in ("http", "https", "ftp", "ftps") or ":" in userinfo
+
+
+def redact_url(url: str) -> str:
+    """`url` with a secret-bearing userinfo replaced by ``***`` (see
+    :func:`url_has_credentials`); for records stored before such URLs were refused."""
+    if not url_has_credentials(url):
+        return url
+    scheme, _, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://***@{authority.rsplit('@', 1)[1]}{slash}{path}"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -146,6 +196,20 @@ class CodeGit(_Strict):
         default="HEAD", min_length=1, max_length=255, pattern=r"^[^\x00\s-][^\x00\s]*$"
     )
 
+    @field_validator("git")
+    @classmethod
+    def _no_credentials(cls, v: str) -> str:
+        # The URL is stored with the job, shown to its group and needed again at launch
+        # (the checkout), so a secret in it would leak; refuse it (without echoing it).
+        if url_has_credentials(v):
+            raise ValueError(
+                "the URL contains credentials (user:password@ or a token before '@'); "
+                "do not put secrets in it: it is stored and shown with the job. Give the "
+                "server's user a git credential helper or an SSH key instead "
+                "(see docs/api.md, code)"
+            )
+        return v
+
 
 class JobSpec(_Strict):
     """A job as submitted. See docs/api.md for the meaning of each field."""
@@ -165,6 +229,17 @@ class JobSpec(_Strict):
         description="priority class (server configuration: low, normal, high by default)",
     )
 
+    @field_validator("params")
+    @classmethod
+    def _shallow(cls, v: dict[str, Any]) -> dict[str, Any]:
+        depth = json_depth(v)
+        if depth > MAX_PARAMS_DEPTH:
+            raise ValueError(
+                f"nested {depth} levels deep; at most {MAX_PARAMS_DEPTH} levels of "
+                "objects/arrays are allowed"
+            )
+        return v
+
     @model_validator(mode="after")
     def _storable(self) -> JobSpec:
         # JSON parsing lets through NaN/Infinity and lone surrogates; neither can be stored
@@ -181,6 +256,17 @@ class JobSpec(_Strict):
                 (self.code.git + self.code.ref).encode()
         except UnicodeEncodeError:
             raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+        size = len(json.dumps(self.params, ensure_ascii=False).encode()) + sum(
+            len(json.dumps([r.command, r.env], ensure_ascii=False).encode())
+            for r in self.roles.values()
+        )
+        if size > MAX_ARGS_BYTES:
+            raise ValueError(
+                f"params, env and command together are {size} bytes as JSON; at most "
+                f"{MAX_ARGS_BYTES} are allowed (they reach each replica through its command "
+                "line and environment, which the OS limits); put large inputs in the code "
+                "or a file the job reads"
+            )
         return self
 
     def total_replicas(self) -> int:

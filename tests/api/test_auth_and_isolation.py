@@ -147,3 +147,28 @@ def test_workload_scoped_token_reaches_only_its_workload(plinth: Plinth) -> None
     # tokens are stored hashed: the plaintext is nowhere in the database file
     db = (plinth.home / "plinth.db").read_bytes() + (plinth.home / "plinth.db-wal").read_bytes()
     assert token.encode() not in db and b"plt_test-admin-token" not in db
+
+
+def test_scoped_token_sees_its_job_submitted_by_an_admin_into_another_group(
+    plinth: Plinth,
+) -> None:
+    _, group = plinth.member()  # the admin is in `default`; the job goes to `group`
+    code = "import os; print(os.environ['PLINTH_TOKEN'])"
+    job = plinth.submit(plinth.admin, {"main": role(code)}, group=group)
+    plinth.wait(plinth.admin, job["id"])
+    token = plinth.log(plinth.admin, job["id"], "main", 0).strip().splitlines()[-1]
+    t = {"Authorization": f"Bearer {token}"}
+    assert plinth.c.get(f"/api/v1/jobs/{job['id']}", headers=t).status_code == 200
+    assert plinth.c.get(f"/api/v1/jobs/{job['id']}/events", headers=t).status_code == 200
+    assert [j["id"] for j in plinth.c.get("/api/v1/jobs", headers=t).json()] == [job["id"]]
+    other = plinth.submit(plinth.admin, {"main": role("1")}, group=group)
+    assert plinth.c.get(f"/api/v1/jobs/{other['id']}", headers=t).status_code == 404
+
+
+def test_group_update_changes_only_the_given_quota_resources(plinth: Plinth) -> None:
+    r = plinth.c.post("/api/v1/groups", headers=plinth.admin,
+                      json={"name": "qm", "quota": {"cpu": 4, "memory": "8Gi", "gpu": 1}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    r = plinth.c.patch("/api/v1/groups/qm", headers=plinth.admin, json={"quota": {"cpu": 16}})
+    assert r.status_code == 200, r.text
+    assert r.json()["quota"] == {"cpu": 16.0, "memory": 8192, "gpu": 1}

@@ -124,3 +124,24 @@ def test_members_may_not_use_local_repositories_outside_the_roots(
     assert ok["code"]["kind"] == "git"
     admin_job = plinth.submit(plinth.admin, {"main": spec_role}, code={"git": str(outside)})
     assert admin_job["code"]["kind"] == "git"
+
+
+def test_credentials_in_git_urls_are_refused_without_echo(plinth: Plinth) -> None:
+    h, _ = plinth.member()
+    spec_role = {"resources": {"cpu": 0.1}, "command": ["true"]}
+    for url in ("https://alice:s3cr3t-tok@git.example.com/r.git",
+                "https://s3cr3t-tok@git.example.com/r.git",
+                "ssh://git:s3cr3t-tok@git.example.com/r.git"):  # fmt: skip
+        r = plinth.c.post("/api/v1/jobs", json={"name": "t", "roles": {"main": spec_role},
+                                                "code": {"git": url}}, headers=h)  # fmt: skip
+        assert r.status_code == 422, (url, r.text)
+        assert "credential helper" in r.text and "s3cr3t" not in r.text, r.text
+
+
+def test_stored_credentials_are_redacted_on_output() -> None:
+    from plinth.services.specs import redact_url, url_has_credentials
+
+    assert redact_url("https://u:tok@h.example/r.git") == "https://***@h.example/r.git"
+    assert redact_url("ssh://git@h.example/r.git") == "ssh://git@h.example/r.git"
+    assert redact_url("git@h.example:r.git") == "git@h.example:r.git"
+    assert not url_has_credentials("https://h.example/a@b.git")  # '@' in the path only

@@ -32,6 +32,7 @@ def test_metrics_track_queue_running_and_resources(plinth: Plinth) -> None:
     h, _ = plinth.member()
     text = plinth.c.get("/metrics").text
     assert _metric(text, "plinth_queue_length") == 0
+    assert _metric(text, "plinth_executor_poll_errors_total") == 0
     job = plinth.submit(
         h,
         {

@@ -98,3 +98,34 @@ def test_unknown_ids_are_404_and_bad_queries_422(plinth: Plinth) -> None:
     assert r.status_code == 404 and "main-7" in r.json()["detail"]
     r = plinth.c.get(f"/api/v1/jobs/{job['id']}/logs/main/0?attempt=3", headers=h)
     assert r.status_code == 404
+
+
+def test_deeply_nested_params_are_a_422_naming_the_field(plinth: Plinth) -> None:
+    h, _ = plinth.member()
+    deep: dict = {}
+    for _ in range(300):
+        deep = {"a": deep}
+    body = {"name": "t", "roles": {"main": role("1")}, "params": deep}
+    r = plinth.c.post("/api/v1/jobs", json=body, headers=h)
+    assert r.status_code == 422, r.text
+    assert "params" in r.text and "32 levels" in r.text
+    ok: dict = {}
+    for _ in range(31):
+        ok = {"a": ok}
+    body["params"] = ok
+    assert plinth.c.post("/api/v1/jobs", json=body, headers=h).status_code == 201
+
+
+def test_oversized_params_env_or_command_are_a_422(plinth: Plinth) -> None:
+    h, _ = plinth.member()
+    big = "x" * (20 * 1024)  # each piece is allowed; four together are over 64 KiB
+    cmd = role("1")
+    cmd["command"] += [big] * 4
+    for body in (
+        {"name": "t", "roles": {"main": role("1")}, "params": {str(i): big for i in range(4)}},
+        {"name": "t", "roles": {"main": role("1", env={f"B{i}": big for i in range(4)})}},
+        {"name": "t", "roles": {"main": cmd}},
+    ):
+        r = plinth.c.post("/api/v1/jobs", json=body, headers=h)
+        assert r.status_code == 422, r.text[:300]
+        assert "65536" in r.text and "params, env and command" in r.text

@@ -24,6 +24,7 @@ PUBLIC = {
     "Node",
     "NotFoundError",
     "PlinthError",
+    "InvalidInputError",
     "Replica",
     "Resources",
     "TERMINAL_STATES",

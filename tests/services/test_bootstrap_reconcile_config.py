@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,3 +114,41 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     good.write_text("nodes: [{name: a, cpu: 2, memory: 4Gi, gpu: 1}]\njobs: {grace: 2s}\n")
     cfg = load_config(good)
     assert cfg.nodes is not None and cfg.nodes[0].memory == 4096 and cfg.jobs.grace == 2.0
+
+
+def test_admin_token_is_written_only_after_commit_and_never_through_a_link(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PLINTH_ADMIN_TOKEN", raising=False)
+    path = tmp_path / "admin.token"
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), db.session() as s:
+        bootstrap_admin(s, tmp_path, QUOTA)
+        s.flush()
+        assert not path.exists()  # not before the commit ...
+        raise Boom
+    assert not path.exists()  # ... and not at all when it rolled back
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    path.symlink_to(victim)  # planted by someone else
+    with db.session() as s:
+        token = bootstrap_admin(s, tmp_path, QUOTA)
+    assert victim.read_text() == "keep\n"
+    assert not path.is_symlink() and path.read_text().strip() == token
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".admin")] == []
+
+
+def test_plinth_home_is_created_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from plinth.config import plinth_home
+
+    monkeypatch.setenv("PLINTH_HOME", str(tmp_path / "a" / "home"))
+    old = os.umask(0o022)
+    try:
+        home = plinth_home()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700

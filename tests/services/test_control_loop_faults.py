@@ -1,0 +1,355 @@
+"""The control loop against faults: a crash between launch and recording, a replica
+stopped by someone else's signal, a failing poll, a concurrent cancel.
+
+Real parts: a SQLite database (PostgreSQL where the race needs it), the real local
+executor and real supervised subprocesses; the loop is driven synchronously with
+``cycle()`` so each step is deterministic.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from plinth.config import ServerConfig
+from plinth.executors.local import LocalExecutor
+from plinth.services import control_loop as cl
+from plinth.services.auth import Principal, bootstrap_admin
+from plinth.services.control_loop import ControlLoop
+from plinth.services.jobs import cancel_job, submit_job
+from plinth.services.reconcile import reconcile
+from plinth.services.specs import JobSpec
+from plinth.store.db import Database
+from plinth.store.migrate import upgrade
+from plinth.store.models import Event, Replica, Workload
+
+PY = sys.executable
+CFG = {
+    "nodes": [{"name": "n1", "cpu": 4, "memory": "8Gi", "gpu": 0}],
+    "scheduler": {"poll_interval": 0.05},
+    "jobs": {"grace": "1s", "retry_backoff": {"initial": 0.01, "factor": 1, "max": 0.01}},
+}
+SLEEP = "import time; time.sleep(120)"
+
+
+class Rig:
+    """A database, a configuration and a way to make control loops over them."""
+
+    def __init__(self, tmp_path: Path, db_url: str | None = None) -> None:
+        self.home = tmp_path / "home"
+        self.home.mkdir()
+        self.db = Database(db_url or f"sqlite:///{tmp_path / 'p.db'}")
+        upgrade(self.db.engine)
+        self.cfg = ServerConfig.model_validate(CFG)
+        os.environ.setdefault("PLINTH_ADMIN_TOKEN", "plt_test")
+        with self.db.session() as s:
+            bootstrap_admin(s, self.home, {"cpu": 4.0, "memory": 8192, "gpu": 0})
+        self.admin = Principal(1, "admin", 1, "default", True)
+        self.loops: list[ControlLoop] = []
+
+    def loop(self, executor: LocalExecutor | None = None) -> ControlLoop:
+        loop = ControlLoop(self.db, executor or LocalExecutor(self.cfg_nodes()), self.cfg,
+                           self.home, "http://127.0.0.1:1")  # fmt: skip
+        self.loops.append(loop)
+        return loop
+
+    def cfg_nodes(self) -> list[dict[str, Any]]:
+        return [n.model_dump() for n in self.cfg.nodes or []]
+
+    def submit(self, code: str = SLEEP, retries: int = 0, replicas: int = 1) -> str:
+        spec = JobSpec.model_validate({
+            "name": "t", "retries": retries,
+            "roles": {"main": {"replicas": replicas, "resources": {"cpu": 0.1, "memory": "32Mi"},
+                               "command": [PY, "-c", code]}},
+        })  # fmt: skip
+        loop = self.loops[-1] if self.loops else None
+        with self.db.session() as s:
+            w = submit_job(s, self.admin, spec, self.cfg, loop.capacity() if loop else ())
+            return w.id
+
+    def job(self, wid: str) -> Workload:
+        with self.db.read() as s:
+            w = s.get(Workload, wid)
+            assert w is not None
+            return w
+
+    def replicas(self, wid: str) -> list[Replica]:
+        with self.db.read() as s:
+            return list(s.scalars(
+                select(Replica).where(Replica.workload_id == wid)
+                .order_by(Replica.attempt, Replica.replica)
+            ))  # fmt: skip
+
+    def events(self, wid: str) -> list[Event]:
+        with self.db.read() as s:
+            return list(s.scalars(select(Event).where(Event.workload_id == wid)))
+
+    def cleanup(self) -> None:
+        """Stop every replica any loop of this rig started."""
+        ex = LocalExecutor(self.cfg_nodes())
+        for wid in self._all():
+            for r in self.replicas(wid):
+                if r.handle:
+                    ex.stop(dict(r.handle), 0)
+                for h in ex.find_launched(wid, r.role, r.replica, r.attempt, r.log_path):
+                    ex.stop(h, 0)
+        self.db.dispose()
+
+    def _all(self) -> list[str]:
+        with self.db.read() as s:
+            return list(s.scalars(select(Workload.id)))
+
+
+def wait_for(pred: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    """Poll `pred` until it is truthy (fail after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not (v := pred()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+    return v
+
+
+def drive(loop: ControlLoop, pred: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    """Run cycles until `pred()` is truthy (fail after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        loop.cycle()
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    monkeypatch.setenv("PLINTH_ADMIN_TOKEN", "plt_test")
+    r = Rig(tmp_path)
+    try:
+        yield r
+    finally:
+        r.cleanup()
+
+
+class _Crash(BaseException):
+    """Stands for the server dying (kill -9): nothing after it runs."""
+
+
+def test_replica_started_but_unrecorded_at_a_crash_is_found_and_stopped(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = rig.loop()
+    wid = rig.submit(replicas=2)
+
+    def crash(self: ControlLoop, *a: Any, **k: Any) -> bool:
+        raise _Crash
+
+    # The server dies after starting the processes, before recording their handles.
+    with monkeypatch.context() as m:
+        m.setattr(ControlLoop, "_record_launch", crash)
+        with pytest.raises(_Crash):
+            first.admit_and_launch()
+    assert [r.state for r in rig.replicas(wid)] == ["launching", "launching"]
+    old = LocalExecutor(rig.cfg_nodes())
+    started = []
+    for r in rig.replicas(wid):
+        started += old.find_launched(wid, r.role, r.replica, r.attempt, r.log_path)
+    assert len(started) == 2  # the supervisors are running, unseen by the database
+    # A restart takes longer than a supervisor's start: let them come up.
+    wait_for(
+        lambda: all(
+            old.find_launched(wid, r.role, r.replica, r.attempt, r.log_path)[0]["supervisor_pid"]
+            for r in rig.replicas(wid)
+        ),
+        "supervisors to start",
+    )
+
+    # Restart: a fresh executor, reconcile, a fresh loop.
+    ex = LocalExecutor(rig.cfg_nodes())
+    report = reconcile(rig.db, ex, rig.cfg.jobs.grace)
+    assert (report.orphans_stopped, report.lost, report.requeued) == (2, 0, 1)
+    reps = rig.replicas(wid)
+    assert all(r.state in ("running", "stopped") and r.stop_requested and r.handle for r in reps)
+    assert rig.job(wid).state == "pending" and rig.job(wid).attempt == 1
+    loop = rig.loop(ex)
+    drive(loop, lambda: all(r.state == "stopped" for r in rig.replicas(wid) if r.attempt == 0),
+          "the orphans to be stopped")  # fmt: skip
+    for h in started:  # the very processes that were started before the crash
+        assert ex.poll(h) is not None
+    # The job then runs exactly once more, as attempt 1.
+    drive(loop, lambda: rig.job(wid).state == "running", "the requeued job to run")
+    live = [r for r in rig.replicas(wid) if r.state == "running"]
+    assert [r.attempt for r in live] == [1, 1]
+    assert "orphan_stopped" in [e.type for e in rig.events(wid)]
+
+
+def test_launch_records_each_workload_before_starting_the_next(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = rig.loop()
+    a, b = rig.submit(), rig.submit()
+    seen: list[dict[str, str]] = []
+    real_start = ControlLoop._start
+
+    def start(self: ControlLoop, plan: Any) -> Any:
+        with rig.db.read() as s:
+            seen.append({i: st for i, st in s.execute(select(Workload.id, Workload.state))})
+        return real_start(self, plan)
+
+    monkeypatch.setattr(ControlLoop, "_start", start)
+    loop.admit_and_launch()
+    assert len(seen) == 2
+    # When the second workload starts, the first is already recorded as running.
+    first = next(w for w in (a, b) if seen[0][w] == "admitted")
+    assert seen[1][first] == "running"
+
+
+def _supervisor_pid(rig: Rig, wid: str) -> int:
+    (r,) = [r for r in rig.replicas(wid) if r.state == "running"]
+    ident = (Path(r.handle["status_dir"]) / "supervisor").read_text().split()
+    return int(ident[0])
+
+
+def test_a_supervisor_stopped_by_a_foreign_signal_fails_the_job(rig: Rig) -> None:
+    loop = rig.loop()
+    wid = rig.submit(retries=1)
+    drive(loop, lambda: rig.job(wid).state == "running", "the job to run")
+    drive(loop, lambda: (Path(rig.replicas(wid)[0].handle["status_dir"]) / "pid").exists(),
+          "the command to start")  # fmt: skip
+    os.kill(_supervisor_pid(rig, wid), signal.SIGTERM)  # e.g. `systemctl stop`, not Plinth
+    # A failure: the retry applies (attempt 1 runs) ...
+    drive(loop, lambda: rig.job(wid).attempt == 1 and rig.job(wid).state == "running",
+          "the retry to run")  # fmt: skip
+    first = rig.replicas(wid)[0]
+    assert first.state == "failed"
+    retry = [e for e in rig.events(wid) if e.type == "retrying"]
+    assert retry and "did not send" in retry[0].reason
+    # ... and with no retries left the job fails instead of running until max_runtime.
+    drive(loop, lambda: (Path(rig.replicas(wid)[-1].handle["status_dir"]) / "pid").exists(),
+          "the retry's command to start")  # fmt: skip
+    os.kill(_supervisor_pid(rig, wid), signal.SIGTERM)
+    drive(loop, lambda: rig.job(wid).state == "failed", "the job to fail")
+    assert "did not send" in rig.job(wid).reason
+
+
+def test_a_cancelled_replica_is_still_stopped_not_failed(rig: Rig) -> None:
+    loop = rig.loop()
+    wid = rig.submit(retries=2)
+    drive(loop, lambda: rig.job(wid).state == "running", "the job to run")
+    with rig.db.session() as s:
+        cancel_job(s, rig.admin, wid)
+    drive(loop, lambda: rig.replicas(wid)[0].state not in ("running", "launching"),
+          "the replica to end")  # fmt: skip
+    assert rig.replicas(wid)[0].state == "stopped"
+    assert rig.job(wid).state == "cancelled"
+
+
+def test_a_failing_poll_does_not_declare_the_replica_lost(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ex = LocalExecutor(rig.cfg_nodes())
+    loop = rig.loop(ex)
+    wid = rig.submit(retries=3)
+    drive(loop, lambda: rig.job(wid).state == "running", "the job to run")
+    real_poll = ex.poll
+    failures = {"n": 0}
+
+    def poll(handle: dict) -> int | None:
+        if failures["n"] < 3:
+            failures["n"] += 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_poll(handle)
+
+    monkeypatch.setattr(ex, "poll", poll)
+    for _ in range(3):
+        loop.observe()
+    assert loop.poll_errors == 3
+    (r,) = rig.replicas(wid)
+    assert r.state == "running" and r.exit_code is None
+    assert (rig.job(wid).state, rig.job(wid).attempt, rig.job(wid).failures) == ("running", 0, 0)
+    loop.observe()  # polls work again: the replica is seen running, as it is
+    assert [x.state for x in rig.replicas(wid)] == ["running"]
+
+
+@pytest.fixture
+def pg_rig(
+    tmp_path: Path, pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Rig]:
+    monkeypatch.setenv("PLINTH_ADMIN_TOKEN", "plt_test")
+    r = Rig(tmp_path, pg_schemas())  # a fresh schema: the ids below assume an empty database
+    try:
+        yield r
+    finally:
+        r.cleanup()
+
+
+@pytest.mark.parametrize("when", ["after_snapshot", "before_apply"])
+def test_admission_drops_a_workload_cancelled_concurrently(
+    pg_rig: Rig, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    rig = pg_rig
+    loop = rig.loop()
+    wid = rig.submit()
+
+    def cancel() -> None:
+        # A cancel commits while the admission transaction runs (a cancel takes no
+        # admission lock on PostgreSQL).
+        with rig.db.session() as s:
+            cancel_job(s, rig.admin, wid)
+
+    if when == "after_snapshot":
+        real = cl.build_snapshot
+
+        def hook(*a: Any, **k: Any) -> Any:
+            info = real(*a, **k)
+            cancel()
+            return info
+
+        monkeypatch.setattr(cl, "build_snapshot", hook)
+    else:  # between reading the row and its state-guarded UPDATE
+        real_apply = cl._apply
+
+        def hook(*a: Any, **k: Any) -> Any:
+            cancel()
+            return real_apply(*a, **k)
+
+        monkeypatch.setattr(cl, "_apply", hook)
+    loop.admit_and_launch()
+    assert rig.job(wid).state == "cancelled"
+    assert rig.replicas(wid) == []  # nothing recorded, nothing started
+    assert [e.type for e in rig.events(wid)] == ["submitted", "cancelled"]
+
+
+def test_cancel_does_not_overwrite_a_just_finished_job(
+    pg_rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plinth.services import jobs
+
+    rig = pg_rig
+    rig.loop()
+    wid = rig.submit()
+    real_get = jobs.get_job
+
+    def get_then_finish(session: Any, p: Any, job_id: str) -> Any:
+        w = real_get(session, p, job_id)  # read as pending ...
+        with rig.db.session() as s2:  # ... then the job ends, committed by another writer
+            s2.get(Workload, job_id).state = "failed"
+        return w
+
+    monkeypatch.setattr(jobs, "get_job", get_then_finish)
+    with rig.db.session() as s:
+        w = cancel_job(s, rig.admin, wid)
+        assert w.state == "failed"
+    assert rig.job(wid).state == "failed"
+    assert "cancelled" not in [e.type for e in rig.events(wid)]
