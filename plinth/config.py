@@ -139,6 +139,7 @@ class SchedulerConfig(_Strict):
     borrowing: bool | None = None
     fair_borrowing: bool | None = None
     reclaim: bool | None = None
+    reclaim_least_lost_first: bool | None = None
     backfill: bool | None = None
     placement: str | None = None
 

@@ -45,6 +45,7 @@ scheduler:
   borrowing: false
   fair_borrowing: false
   reclaim: false
+  reclaim_least_lost_first: true
   backfill: false
   placement: first_fit
 code:
@@ -57,6 +58,7 @@ code:
     assert p.aging_saturation_s == 7200 and p.runtime_reference_s == 2 * 86400
     assert p.fair_share_half_life_s == 43200 and p.reclaim_grace_s == 45
     assert p.reclaim_after_s == 300 and p.borrow_max_runtime_s == 4 * 3600
+    assert p.reclaim_least_lost_first
     assert p.size_reference == 0.1 and p.default_priority == 0.2
     assert dict(p.priority_classes) == {"batch": 0.1, "urgent": 0.9}
     assert p.max_admissions_per_cycle == 10 and p.cpu_work_on_gpu_nodes
