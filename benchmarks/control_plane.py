@@ -15,7 +15,11 @@ large declared node (so every trivial job fits at once), then measures:
 * ``bare_start_p50_s`` — the baseline, in the same run: the cost of
   ``subprocess.Popen`` of the same command (until Popen returns, i.e. the
   child has exec'd); ``bare_run_p50_s`` is Popen until that command exited,
-  and ``latency_p50_over_bare_run`` the ratio against that second baseline.
+  and ``latency_p50_over_bare_run`` the ratio against that second baseline;
+* ``server_cpu_per_queued_submit_s`` / ``server_cpu_per_launched_job_s`` — the server
+  process's CPU time (user + system, from /proc) per job over the queued burst, and
+  over the launching burst until every job started: steadier than rates on a loaded
+  machine, since it does not count time the server waited for a core.
 
 Targets (issue 2): ``latency_p50_s`` under 5x ``bare_start_p50_s`` and
 ``submit_per_s`` >= 200. Prints one JSON object with ``--json``; ``--quick``
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -114,11 +119,30 @@ def measure_burst(
     return elapsed, [j["id"] for j in jobs]
 
 
-def measure_queued(client: Client, count: int, threads: int) -> float | None:
+def process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of process `pid` so far (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_job(before: float | None, after: float | None, count: int) -> float | None:
+    if before is None or after is None:
+        return None
+    return round((after - before) / count, 6)
+
+
+def measure_queued(
+    client: Client, count: int, threads: int, pid: int | None = None
+) -> tuple[float | None, float | None]:
     """Submissions/s while a blocker holds the whole node, so that nothing launches.
 
     That is the API's and the scheduler's own cost, without the CPU that starting
-    processes takes. None when the blocker could not start (e.g. a quota in the way).
+    processes takes. Returns (submissions/s, server CPU s per submission); (None, None)
+    when the blocker could not start (e.g. a quota in the way).
     """
     node_cpu = float(CONFIG["nodes"][0]["cpu"])
     blocker = dict(client.jobs.submit(job_spec("blocker", cpu=node_cpu, command=SLEEP)))
@@ -126,13 +150,15 @@ def measure_queued(client: Client, count: int, threads: int) -> float | None:
         deadline = time.monotonic() + 30
         while blocker.get("state") != "running":
             if time.monotonic() > deadline or blocker.get("state") in TERMINAL_STATES:
-                return None
+                return None, None
             time.sleep(0.05)
             blocker = dict(client.jobs.get(blocker["id"]))
+        cpu0 = process_cpu_s(pid)
         seconds, ids = measure_burst(client, count, threads, prefix="queued")
+        cpu = cpu_per_job(cpu0, process_cpu_s(pid), count)
         for job_id in ids:
             client.jobs.cancel(job_id)
-        return count / seconds
+        return count / seconds, cpu
     finally:
         client.jobs.cancel(blocker["id"])
 
@@ -187,10 +213,13 @@ def run(quick: bool) -> dict[str, Any]:
             LocalServer(home, config=CONFIG, admin_token=ADMIN_TOKEN) as server,
             Client(server.url, ADMIN_TOKEN) as client,
         ):
+            pid = server.process.pid if server.process is not None else None
             client.jobs.submit(job_spec("warmup"))  # first-request costs stay out
-            queued_per_s = measure_queued(client, jobs, threads)
+            queued_per_s, queued_cpu = measure_queued(client, jobs, threads, pid)
+            cpu0 = process_cpu_s(pid)
             submit_s, burst_ids = measure_burst(client, jobs, threads)
             burst = wait_all_started(client, burst_ids, timeout=300)
+            burst_cpu = cpu_per_job(cpu0, process_cpu_s(pid), jobs)
             wait_all_finished(client, burst_ids, timeout=300)
             recorded, seen = measure_latency(client, latency_samples)
             wait_all_finished(client, [j["id"] for j in client.jobs.list()], timeout=120)
@@ -211,6 +240,8 @@ def run(quick: bool) -> dict[str, Any]:
         "submit_s": round(submit_s, 4),
         "submit_per_s": round(submit_per_s, 1),
         "submit_queued_per_s": None if queued_per_s is None else round(queued_per_s, 1),
+        "server_cpu_per_queued_submit_s": queued_cpu,
+        "server_cpu_per_launched_job_s": burst_cpu,
         "latency_samples": len(recorded),
         "latency_p50_s": round(latency_p50, 5),
         "latency_p99_s": round(percentile(recorded, 99), 5),

@@ -5,6 +5,7 @@ Every key is optional; an empty file gives a working single-machine server. Exam
     nodes:                         # the local executor's capacity; default: this machine
       - {name: local, cpu: 8, memory: 32Gi, gpu: 2}
     executor: local
+    executor_nice: 5               # niceness (0-19) of replicas under the local executor
     scheduler:
       poll_interval: 0.25          # seconds between polls of running replicas and deadlines
       weights: {aging: 4, runtime: 1, size: 0.5, fit: 0.5, fair_share: 1, priority: 1}
@@ -221,11 +222,18 @@ class ApiConfig(_Strict):
         return UploadsConfig._size(v)
 
 
+EXECUTOR_NICE_DEFAULT = 5
+
+
 class ServerConfig(_Strict):
     """The whole server configuration; see the module docstring for the YAML shape."""
 
     nodes: list[NodeConfig] | None = None
     executor: str = "local"
+    #: Niceness increment (0-19) of every replica (its supervisor and command) under the
+    #: local executor, so that the control plane stays responsive while its own machine
+    #: is busy starting and running work. See docs/configuration.md for the default.
+    executor_nice: int = Field(default=EXECUTOR_NICE_DEFAULT, ge=0, le=19)
     scheduler: SchedulerConfig = SchedulerConfig()
     jobs: JobsConfig = JobsConfig()
     uploads: UploadsConfig = UploadsConfig()

@@ -77,7 +77,10 @@ def create_app(
         nodes = None
         if cfg.nodes is not None:
             nodes = [n.model_dump() for n in cfg.nodes]
-        executor = get_executor(cfg.executor, nodes=nodes)
+        options: dict[str, Any] = {"nodes": nodes}
+        if cfg.executor == "local":
+            options["nice"] = cfg.executor_nice
+        executor = get_executor(cfg.executor, **options)
         loop = ControlLoop(db, executor, cfg, home, replica_url)
         total = {
             "cpu": sum(n.cpu for n in loop.nodes),

@@ -229,6 +229,9 @@ class ControlLoop:
         self.last_phases: dict[str, float] = {}  # the last cycle's phase durations (s)
         self.cycles = 0
         self.poll_errors = 0  # executor.poll calls that raised (replica taken as running)
+        # Set by wake(workload): something was committed pending, so the next admission
+        # need not first look whether anything waits (one read transaction saved).
+        self._submitted = False
 
     # -- lifecycle of the loop itself ---------------------------------------------
 
@@ -261,6 +264,7 @@ class ControlLoop:
             self._specs[workload.id] = _Cached(
                 workload.spec, workload.code, replica_demands(workload.spec)
             )
+            self._submitted = True
         self._wake.set()
 
     def usage(self) -> tuple[core.UsageRecord, ...]:
@@ -434,7 +438,7 @@ class ControlLoop:
         wids = {u["workload_id"] for u in usage}
         groups = {
             wid: (gid, name)
-            for wid, gid, name in s.execute(
+            for wid, gid, name in s.connection().execute(
                 select(Workload.id, Group.id, Group.name)
                 .join(Group, Workload.group_id == Group.id)
                 .where(Workload.id.in_(wids))
@@ -449,7 +453,7 @@ class ControlLoop:
                 self._usage.append(core.UsageRecord(
                     name, epoch(u["start"]), epoch(u["end"]), resources(u["resources"])
                 ))  # fmt: skip
-        s.execute(insert(UsageRecord), rows)
+        s.connection().execute(insert(UsageRecord), rows)  # Core: no ORM bulk-insert cost
 
     def _decide_after_exits(self, s: Any, w: Workload, now: Any) -> None:
         """A replica of running workload `w` ended: succeeded, retry, failed, or (when it
@@ -556,14 +560,18 @@ class ControlLoop:
         now = utcnow()
         plans: list[_Plan] = []
         to_stop: list[tuple[int, dict[str, Any]]] = []
-        with self.db.read() as s:
-            # The common idle case (nothing waiting) costs one indexed lookup, not a
-            # whole snapshot and a write lock.
-            if (
-                s.scalar(select(Workload.id).where(Workload.state == State.PENDING.value).limit(1))
-                is None
-            ):
-                return False
+        submitted, self._submitted = self._submitted, False
+        if not submitted:
+            with self.db.read() as s:
+                # The common idle case (nothing waiting) costs one indexed lookup, not a
+                # whole snapshot and a write lock.
+                if (
+                    s.scalar(
+                        select(Workload.id).where(Workload.state == State.PENDING.value).limit(1)
+                    )
+                    is None
+                ):
+                    return False
         with self.db.session() as s:
             if not self.db.is_sqlite:
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ADMIT_LOCK})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from threading import Lock
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 __all__ = ["Database", "make_engine"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_HOLDS_WRITE_LOCK = "plinth_write_lock"  # connection-record info key
 
 
 def make_engine(url: str) -> Engine:
@@ -48,10 +50,32 @@ def make_engine(url: str) -> Engine:
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.close()
 
+        # Writers of this process queue on a Python lock before BEGIN IMMEDIATE: SQLite's
+        # own busy handler polls with sleeps of 1, 2, 5, 10 ... 100 ms, so a submit that
+        # meets the admission transaction would otherwise sleep far longer than the
+        # transaction lasts. The lock is taken at BEGIN (not when a session opens, so
+        # work before the first statement, e.g. resolving a git ref, holds nothing) and
+        # given back when the connection returns to the pool, i.e. after its COMMIT or
+        # ROLLBACK. Other processes still meet SQLite's lock as before.
+        write_lock = Lock()
+
         @event.listens_for(engine, "begin")
         def _on_begin(conn) -> None:
             readonly = conn.get_execution_options().get("plinth_readonly", False)
+            if not readonly:
+                info = conn.connection.info  # the pool record's, shared with checkin
+                if not info.get(_HOLDS_WRITE_LOCK):
+                    # Bounded like busy_timeout: a stuck holder degrades to SQLite's
+                    # own locking rather than a deadlock.
+                    info[_HOLDS_WRITE_LOCK] = write_lock.acquire(
+                        timeout=SQLITE_BUSY_TIMEOUT_MS / 1000
+                    )
             conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+        @event.listens_for(engine, "checkin")
+        def _on_checkin(_dbapi_conn, record) -> None:
+            if record is not None and record.info.pop(_HOLDS_WRITE_LOCK, False):
+                write_lock.release()
 
         return engine
     return create_engine(url, pool_size=16, max_overflow=32, pool_pre_ping=True)

@@ -253,3 +253,24 @@ def test_an_unwritable_log_ends_the_replica_with_a_reason(make_spec, tmp_path: P
     handle = ex.launch(make_spec(["true"], log_path=tmp_path / "a-file" / "x.log"))
     assert ex.wait(handle, DEADLINE_S) == 126
     assert ex.exit_reason(handle) == "supervisor-error"
+
+
+def test_replicas_run_at_the_configured_niceness(make_spec, tmp_path: Path) -> None:
+    """``nice``: the supervisor lowers its own priority and the command inherits it."""
+    ex = LocalExecutor(nodes=[{"name": "n1", "cpu": 1, "memory": 64}], nice=7)
+    handle = ex.launch(make_spec(py("import os; print(os.nice(0))")))
+    assert ex.wait(handle, DEADLINE_S) == 0
+    expected = min(os.nice(0) + 7, 19)  # relative to this (the server's) niceness
+    assert ex.read_log(handle, 0, 1 << 20) == f"{expected}\n".encode()
+
+
+def test_default_niceness_is_the_servers(executor: LocalExecutor, make_spec) -> None:
+    handle = executor.launch(make_spec(py("import os; print(os.nice(0))")))
+    assert executor.wait(handle, DEADLINE_S) == 0
+    assert executor.read_log(handle, 0, 1 << 20) == f"{os.nice(0)}\n".encode()
+
+
+@pytest.mark.parametrize("nice", [-1, 20])
+def test_niceness_out_of_range_is_refused(nice: int) -> None:
+    with pytest.raises(ValueError, match="nice must be an increment from 0 to 19"):
+        LocalExecutor(nodes=[{"name": "n1", "cpu": 1, "memory": 64}], nice=nice)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from plinth.config import ConfigError, load_config
+from plinth.config import EXECUTOR_NICE_DEFAULT, ConfigError, load_config
 from plinth.services.auth import authenticate, bootstrap_admin
 from plinth.services.reconcile import reconcile
 from plinth.store.db import Database
@@ -114,6 +114,17 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     good.write_text("nodes: [{name: a, cpu: 2, memory: 4Gi, gpu: 1}]\njobs: {grace: 2s}\n")
     cfg = load_config(good)
     assert cfg.nodes is not None and cfg.nodes[0].memory == 4096 and cfg.jobs.grace == 2.0
+    assert cfg.executor_nice == EXECUTOR_NICE_DEFAULT
+
+
+@pytest.mark.parametrize("value", ["-1", "20", "high"])
+def test_executor_nice_out_of_range_names_the_key(tmp_path: Path, value: str) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text(f"executor_nice: {value}\n")
+    with pytest.raises(ConfigError, match=r"executor_nice"):
+        load_config(bad)
+    bad.write_text("executor_nice: 12\n")
+    assert load_config(bad).executor_nice == 12
 
 
 def test_admin_token_is_written_only_after_commit_and_never_through_a_link(
