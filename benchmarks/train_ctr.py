@@ -1,16 +1,17 @@
 """DeepFM on synthetic CTR data: Plinth's dynamic tables vs. the hashing-trick baseline.
 
 Both runs train the same DeepFM (same dense layers, same reader, same hashed feature ids,
-Adam for dense weights, Adagrad with the same learning rate for embeddings, 2 threads,
-one epoch) and get the same memory budget for embeddings, ``budget_rows * dim * 4`` bytes
-with optimizer state included (default 250,000 rows: 16 MB, while the training split
-holds ~1.7M distinct ids, ~180k of them seen 8 times or more — memory is the constraint,
-as it is for industrial tables):
+Adam for dense weights, Adagrad for embeddings with each model's best learning rate from
+the same sweep, 2 threads, one epoch) and get the same memory budget for embeddings,
+``budget_rows * dim * 4`` bytes with optimizer state included (default 250,000 rows:
+16 MB, while the training split holds ~1.7M distinct ids, ~180k of them seen 8 times or
+more — memory is the constraint, as it is for industrial tables):
 
 * ``plinth``: one shared dynamic table for the 26 fields (16 embedding columns + the
-  first-order weight), spending the budget through admission (``min_count``, its
-  count-min sketch counted in the budget) and capacity eviction (LFU, ``max_rows`` from
-  the measured bytes per row, index and metadata included);
+  first-order weight), spending the budget through admission (``min_count``, with TinyLFU
+  competition at the cap; its count-min sketch counted in the budget) and capacity
+  eviction (LFU; ``max_rows`` the largest cap whose full table, measured with index,
+  metadata and free list, fits beside the sketch);
 * ``baseline``: plain ``nn.EmbeddingBag(sparse=True)`` with ids hashed into a fixed number
   of buckets (``budget / bytes per bucket``; 17 columns like Plinth's rows, plus Adagrad
   state), ``torch.optim.Adagrad`` on the sparse gradients — what practitioners write
@@ -46,7 +47,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 DIM = 16
-LR_SPARSE = 0.05
+# Adagrad learning rates of the embeddings, each model's best on the default data and
+# budget from a sweep of {0.05, 0.02, 0.01, 0.005, 0.002} (docs/training.md): Plinth's rows
+# each serve one id, so they take smaller steps than buckets shared by many.
+LR_SPARSE = 0.005
+LR_SPARSE_BASELINE = 0.01
 LR_DENSE = 1e-3
 HIDDEN = [256, 128]
 THREADS = 2
@@ -83,40 +88,65 @@ def _schema(data: Path):
     return Schema.from_yaml(data / "schema.yaml")
 
 
-def _bytes_per_row(dim: int, storage_dtype: str = "float32") -> float:
-    """Measured bytes per row of a Plinth Adagrad table holding many rows (index, metadata,
-    values and optimizer state; no sketch)."""
+def _table_config(max_rows: int, storage_dtype: str, admission: dict[str, Any]) -> Any:
+    from plinth.sparse.config import OptimizerConfig, TableConfig
+
+    return TableConfig(name="emb", dim=DIM + 1, storage_dtype=storage_dtype,
+                       optimizer=OptimizerConfig(kind="adagrad", lr=LR_SPARSE),
+                       admission=admission,
+                       eviction={"max_rows": max_rows, "policy": "lfu"})
+
+
+def _footprint_at_cap(max_rows: int, storage_dtype: str) -> int:
+    """Bytes of a table with this cap when it is full, sketch excluded: built as the trainer
+    builds it (index sized for the cap up front), filled to its hard cap
+    ``(1 + slack) * max_rows`` rows (the most a training pull lets it hold), evicted once
+    (which sizes its free list) and filled again."""
     import numpy as np
 
-    from plinth.sparse.config import OptimizerConfig, TableConfig
     from plinth.sparse.table import EmbeddingTable
+    from plinth.train.trainer import _initial_rows
 
-    t = EmbeddingTable(TableConfig(name="probe", dim=dim, storage_dtype=storage_dtype,
-                                   optimizer=OptimizerConfig(kind="adagrad")))
-    n = 200_000
-    ids = np.arange(1, n + 1, dtype=np.int64) * 7919
-    t.pull(ids, train=True)
-    return t.memory_bytes() / max(len(t), 1)
+    cfg = _table_config(max_rows, storage_dtype, {"min_count": 1})
+    t = EmbeddingTable(cfg, initial_capacity=_initial_rows(cfg))
+    cap = _initial_rows(cfg)
+    ids = np.arange(1, 2 * cap + 1, dtype=np.int64) * 7919
+    peak = 0
+    for start in (0, cap):
+        for i in range(start, start + cap, 4096):
+            t.pull(ids[i:min(i + 4096, start + cap)], train=True)
+        peak = max(peak, t.memory_bytes())
+        t.evict()
+    return peak
 
 
-def plinth_budget(budget_bytes: int, min_count: int, batch_unique: int,
-                  storage_dtype: str = "float32") -> dict[str, Any]:
-    """Split the budget: an admission sketch of ~1/16 of it (4 rows of 1-byte counters), the
-    rest rows. Rows are created inside a training pull, before the next eviction, so the
-    table peaks at about ``(1 + slack) * max_rows`` plus one batch's new ids; ``max_rows``
-    keeps that peak within the budget (``batch_unique``: distinct ids of one batch, an upper
-    bound on its new rows). The benchmark measures the real peak at every step."""
+def plinth_budget(budget_bytes: int, min_count: int, storage_dtype: str = "float32",
+                  compete: bool = True) -> dict[str, Any]:
+    """Split the budget: an admission sketch of ~1/16 of it (depth 4; 16-bit counters with
+    ``compete``, else 8-bit), the rest rows. A training pull never lets a capped table
+    exceed ``(1 + slack) * max_rows`` rows (it evicts instead), so ``max_rows`` is the
+    largest cap whose full table — measured, index and metadata included — fits beside the
+    sketch. The benchmark still measures the real peak at every step."""
+    from plinth.sparse.sketch import CountMinSketch
+
     sketch_width = 0
-    if min_count > 1:
-        sketch_width = 1 << max(4, int(budget_bytes / 16 / 4).bit_length() - 1)
-    per_row = _bytes_per_row(DIM + 1, storage_dtype)
-    slack = 1 / 32
-    rows = (budget_bytes - 4 * sketch_width) / per_row
-    max_rows = int((rows - batch_unique) / (1 + slack))
-    if max_rows < 1:
-        raise SystemExit(f"budget of {budget_bytes} bytes holds {int(rows)} rows, fewer than one "
-                         f"batch's {batch_unique} distinct ids; raise --budget-rows")
-    return {"max_rows": max_rows, "sketch_width": sketch_width, "bytes_per_row": per_row}
+    sketch_bytes = 0
+    if min_count > 1 or compete:
+        cell = 2 if compete else 1
+        sketch_width = 1 << max(4, int(budget_bytes / 16 / 4 / cell).bit_length() - 1)
+        sketch_bytes = CountMinSketch(sketch_width, 4, 65535 if compete else min_count).nbytes
+    room = budget_bytes - sketch_bytes
+    lo, hi = 0, max(1, room // 64)  # no row costs less than 64 bytes at dim 16
+    while lo < hi:  # largest max_rows whose full table fits in room
+        mid = (lo + hi + 1) // 2
+        if _footprint_at_cap(mid, storage_dtype) <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo < 1:
+        raise SystemExit(f"budget of {budget_bytes} bytes holds no rows; raise --budget-rows")
+    return {"max_rows": lo, "sketch_width": sketch_width, "sketch_bytes": sketch_bytes,
+            "bytes_per_row": _footprint_at_cap(lo, storage_dtype) / lo}
 
 
 class _Run:
@@ -127,30 +157,29 @@ class _Run:
 
 
 def plinth_run(data: Path, budget_bytes: int, batch_size: int, min_count: int,
-               storage_dtype: str = "float32") -> _Run:
-    import numpy as np
-
+               storage_dtype: str = "float32", compete: bool = True,
+               tables_extra: dict[str, Any] | None = None, lr: float | None = None) -> _Run:
     from plinth.data.reader import ParquetReader
     from plinth.train.config import load_config
     from plinth.train.trainer import Trainer
 
-    schema = _schema(data)
-    first = next(ParquetReader(data / "train", schema, batch_size).iter_epoch(0))
-    batch_unique = len(np.unique(first.sparse.values()))
-    plan = plinth_budget(budget_bytes, min_count, batch_unique, storage_dtype)
+    plan = plinth_budget(budget_bytes, min_count, storage_dtype, compete)
+    tables = {
+        # One shared table for all 26 fields; the first-order weight is its 17th column.
+        "sharing": "shared",
+        "optimizer": {"kind": "adagrad", "lr": lr or LR_SPARSE},
+        "admission": {"min_count": min_count, "compete": compete,
+                      "sketch_width": max(16, plan["sketch_width"]), "sketch_depth": 4},
+        "eviction": {"max_rows": plan["max_rows"], "policy": "lfu"},
+        "storage_dtype": storage_dtype,
+    }
+    for k, v in (tables_extra or {}).items():
+        tables[k] = {**tables[k], **v} if isinstance(v, dict) and k in tables else v
     cfg = load_config({
         "data": {"train": str(data / "train"), "test": str(data / "test")},
         "schema": str(data / "schema.yaml"),
         "model": "deepfm", "embedding_dim": DIM, "hidden": HIDDEN,
-        "tables": {
-            # One shared table for all 26 fields; the first-order weight is its 17th column.
-            "sharing": "shared",
-            "optimizer": {"kind": "adagrad", "lr": LR_SPARSE},
-            "admission": {"min_count": min_count,
-                          "sketch_width": max(16, plan["sketch_width"]), "sketch_depth": 4},
-            "eviction": {"max_rows": plan["max_rows"], "policy": "lfu"},
-            "storage_dtype": storage_dtype,
-        },
+        "tables": tables,
         "dense_optimizer": {"kind": "adam", "lr": LR_DENSE},
         "batch_size": batch_size, "epochs": 1, "threads": THREADS, "seed": 0,
         "output_dir": tempfile.mkdtemp(prefix="plinth-bench-"),
@@ -171,16 +200,18 @@ def plinth_run(data: Path, budget_bytes: int, batch_size: int, min_count: int,
             "auc": res["auc"], "logloss": res["logloss"], "max_rows": plan["max_rows"],
             "table_rows": sum(len(t) for t in tr.tables.values()),
             "embedding_bytes": int(max(peak[0], table_bytes)),
-            "embedding_bytes_end": int(table_bytes), "batch_unique_ids": batch_unique,
+            "embedding_bytes_end": int(table_bytes),
+            "within_budget": max(peak[0], table_bytes) <= budget_bytes,
             "bytes_per_row": round(plan["bytes_per_row"], 1),
-            "sketch_bytes": 4 * plan["sketch_width"],
+            "sketch_bytes": plan["sketch_bytes"],
         }
 
     reader = ParquetReader(cfg.data_paths("train"), cfg.schema, batch_size)
     return _Run(reader.iter_epoch(0), step, evaluate, {})
 
 
-def baseline_run(data: Path, budget_bytes: int, batch_size: int) -> _Run:
+def baseline_run(data: Path, budget_bytes: int, batch_size: int,
+                 lr: float | None = None) -> _Run:
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -222,7 +253,7 @@ def baseline_run(data: Path, budget_bytes: int, batch_size: int) -> _Run:
     model = build_model("deepfm", emb, None, len(schema.numeric), hidden=HIDDEN,
                         fused_linear=True)
     dense_params = [p for p in model.parameters() if p is not emb.bag.weight]
-    opt_sparse = torch.optim.Adagrad([emb.bag.weight], lr=LR_SPARSE)
+    opt_sparse = torch.optim.Adagrad([emb.bag.weight], lr=lr or LR_SPARSE_BASELINE)
     opt_dense = torch.optim.Adam(dense_params, lr=LR_DENSE)
 
     def step(batch: Any) -> None:
@@ -261,9 +292,10 @@ def _worker(args: argparse.Namespace) -> int:
     data = Path(args.data)
     if args.worker == "plinth":
         run = plinth_run(data, args.budget_bytes, args.batch_size, args.min_count,
-                         args.storage_dtype)
+                         args.storage_dtype, compete=not args.no_compete, lr=args.sparse_lr)
     else:
-        run = baseline_run(data, args.budget_bytes, args.batch_size)
+        run = baseline_run(data, args.budget_bytes, args.batch_size,
+                           lr=args.baseline_sparse_lr)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         cmd = line.strip()
@@ -290,7 +322,11 @@ class _Worker:
     def __init__(self, name: str, data: Path, args: argparse.Namespace, budget_bytes: int) -> None:
         cmd = [sys.executable, __file__, "--worker", name, "--data", str(data),
                "--budget-bytes", str(budget_bytes), "--batch-size", str(args.batch_size),
-               "--min-count", str(args.min_count), "--storage-dtype", args.storage_dtype]
+               "--min-count", str(args.min_count), "--storage-dtype", args.storage_dtype,
+               "--sparse-lr", str(args.sparse_lr),
+               "--baseline-sparse-lr", str(args.baseline_sparse_lr)]
+        if args.no_compete:
+            cmd.append("--no-compete")
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.name = name
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -339,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-count", type=int, default=8, help="Plinth admission min_count")
     ap.add_argument("--storage-dtype", choices=["float32", "float16"], default="float32",
                     help="Plinth's value storage (optimizer state stays float32)")
+    ap.add_argument("--sparse-lr", type=float, default=LR_SPARSE,
+                    help="Adagrad learning rate of Plinth's embedding rows")
+    ap.add_argument("--baseline-sparse-lr", type=float, default=LR_SPARSE_BASELINE,
+                    help="Adagrad learning rate of the baseline's buckets")
+    ap.add_argument("--no-compete", action="store_true",
+                    help="Plinth admission without TinyLFU competition at the cap")
     ap.add_argument("--data-dir", type=str, default=None, help="reuse/keep the data set here")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chunk-steps", type=int, default=10,
@@ -394,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_gap_to_bayes_auc": stats["bayes_auc"] - b["auc"],
         "threads": THREADS,
         "min_count": args.min_count,
+        "compete": not args.no_compete,
+        "sparse_lr": {"plinth": args.sparse_lr, "baseline": args.baseline_sparse_lr},
         "storage_dtype": args.storage_dtype,
         "quick": args.quick,
     }

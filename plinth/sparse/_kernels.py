@@ -83,6 +83,9 @@ H_N_OLD = 1
 H_MIGRATE = 2
 H_NEXT_ROW = 3
 H_FREE = 4
+# Score of the rows the last capacity eviction cut at (the highest score it removed, up to
+# one histogram bucket); 0 before any. LFU admission competition compares newcomers to it.
+H_FLOOR = 5
 HDR_LEN = 8
 
 META_BYTES = 24
@@ -471,9 +474,11 @@ def pull_train(ids: np.ndarray, out: np.ndarray, start: np.int64, room: np.int64
                free: np.ndarray, shift: np.int64, dim: np.int64, sw: np.int64, half: bool,
                seed: np.uint64, std: np.float32, state0: np.ndarray, min_count: np.int64,
                sketch: np.ndarray, sketch_seed: np.uint64, prob: np.float64, step: np.int64,
-               tnow: np.float32) -> np.int64:
+               tnow: np.float32, seed_count: bool) -> np.int64:
     """Gather rows of ``ids[start:]``, counting unseen ids in the sketch and creating rows
     for admitted ones, at most ``room`` of them (the index and arena room the caller has).
+    With ``seed_count`` a new row's count starts at its sketch estimate (its sightings so
+    far) instead of 0, so LFU ranks it by everything seen of it.
 
     Returns the position where it stopped: ``ids.shape[0]`` when done, else the first id
     that was admitted but found no room — nothing was recorded for it, so the caller makes
@@ -519,8 +524,9 @@ def pull_train(ids: np.ndarray, out: np.ndarray, start: np.int64, room: np.int64
                         if rs[k & RMASK] >= 0:
                             _read_values(bt, rs[k & RMASK], shift, dim, half, out, k)
                     return j
-                if min_count > 1:
-                    sketch_add(sketch, sketch_seed, key)
+                est = np.int64(0)
+                if min_count > 1 or seed_count:
+                    est = sketch_add(sketch, sketch_seed, key)
                 normal_init(seed, key, std, tmp)
                 if half:
                     for jj in range(dim):
@@ -530,6 +536,8 @@ def pull_train(ids: np.ndarray, out: np.ndarray, start: np.int64, room: np.int64
                     _insert_new(sn, key, r)
                     hdr[H_N_NEW] += 1
                     _write_new_row(bt, r, shift, dim, sw, half, key, tmp, state0, step, tnow)
+                    if seed_count:
+                        ptr_u32(_meta(bt, r, shift) + M_COUNT)[0] = np.uint32(est)
                     created += 1
                 for jj in range(dim):
                     out[j, jj] = tmp[jj]
@@ -700,6 +708,10 @@ def mark_capacity(hdr: np.ndarray, bt: np.ndarray, shift: np.int64, k: np.int64,
         cum += hist[tb]
         tb += 1
     quota = k - cum
+    # The cut: the lowest score of the boundary bucket (exact when a bucket is one score wide).
+    # Unchanged when only protected rows were left to cut.
+    if tb < nb:
+        hdr[H_FLOOR] = lo + tb * width
     marked = np.int64(0)
     for r in range(nrows):
         s = _score(bt, r, shift, lfu, step)
@@ -713,6 +725,19 @@ def mark_capacity(hdr: np.ndarray, bt: np.ndarray, shift: np.int64, k: np.int64,
             pf8[0] = np.uint8(pf8[0] | F_VICTIM)
             marked += 1
     return marked
+
+
+@numba.njit(cache=True, nogil=True)
+def touch(ids: np.ndarray, sn: np.ndarray, so: np.ndarray, bt: np.ndarray, shift: np.int64,
+          step: np.int64, tnow: np.float32) -> None:
+    """Stamp the rows of ``ids`` (those that have one) with ``step`` and ``tnow``, so a
+    capacity eviction in the middle of a training pull spares the rows it already read."""
+    for i in range(ids.shape[0]):
+        r = _lookup(sn, so, ids[i])
+        if r >= 0:
+            mt = _meta(bt, r, shift)
+            ptr_u32(mt + M_STEP)[0] = np.uint32(step)
+            ptr_f32(mt + M_TIME)[0] = tnow
 
 
 @numba.njit(cache=True, inline="always")

@@ -130,12 +130,20 @@ class Admission:
     seen at k distinct steps is admitted with probability ``1 - (1 - p)^k``.
     The count-min sketch overestimates (never underestimates) counts, so an id may be admitted
     slightly early when the sketch is crowded; widen it for very many distinct rare ids.
+
+    ``compete`` (needs an LFU ``max_rows`` cap; TinyLFU's admission filter, Einziger et al.
+    2017): once the cap has forced an eviction, an id without a row is admitted only when
+    its sketch count exceeds the count at which that eviction cut, and a new row's count
+    starts at its sketch count (its sightings so far) rather than 0. A full table then
+    keeps the most frequent ids instead of trading trained rows for newcomers that the
+    next eviction removes again. The sketch then has 16-bit counters (twice the bytes).
     """
 
     min_count: int = 1
     probability: float = 1.0
     sketch_width: int = 1 << 18
     sketch_depth: int = 4
+    compete: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.min_count, int) or isinstance(self.min_count, bool) or (
@@ -153,6 +161,9 @@ class Admission:
         if not isinstance(self.sketch_depth, int) or not (1 <= self.sketch_depth <= 8):
             raise ValueError(f"admission.sketch_depth must be an integer in 1..8, got "
                              f"{self.sketch_depth!r}")
+        if not isinstance(self.compete, bool):
+            raise ValueError(  # noqa: TRY004 - one exception type for all config errors
+                f"admission.compete must be true or false, got {self.compete!r}")
 
 
 @dataclass(frozen=True)
@@ -162,9 +173,9 @@ class Eviction:
     - ``ttl_steps``: a row not updated (pushed, or created) for more than this many steps of
       ``EmbeddingTable.advance`` is removed by ``evict()``.
     - ``ttl_seconds``: likewise in wall-clock seconds of ``advance(now=...)``.
-    - ``max_rows``: a cap. When exceeded the table evicts, by ``policy``, down to
-      ``(1 - slack) * max_rows`` — amortised, so the table may hold up to
-      ``(1 + slack) * max_rows`` rows between evictions. ``LRU`` removes the rows with the
+    - ``max_rows``: a cap. When a training pull would exceed ``(1 + slack) * max_rows``
+      rows, the table evicts, by ``policy``, down to ``(1 - slack) * max_rows`` first —
+      amortised, so the table holds up to ``(1 + slack) * max_rows`` rows, never more. ``LRU`` removes the rows with the
       oldest last-update step, ``LFU`` the rows with the fewest pushed occurrences (ties and
       the boundary bucket are resolved approximately, see ``_kernels.select_victims``).
     """
@@ -237,6 +248,11 @@ class TableConfig:
                 raise ValueError(  # noqa: TRY004 - one exception type for all config errors
                     f"table {self.name!r}: {attr} must be a {cls.__name__} or a dict of its "
                     f"fields, got {type(v).__name__}")
+        if self.admission.compete and (self.eviction.max_rows is None
+                                       or self.eviction.policy is not EvictionPolicy.LFU):
+            raise ValueError(f"table {self.name!r}: admission.compete needs eviction.max_rows "
+                             f"and eviction.policy 'lfu' (it compares newcomers with the "
+                             f"rows an LFU cap evicts); set both or drop compete")
         _positive(self.init_std, f"table {self.name!r}: init_std", allow_zero=True)
         object.__setattr__(self, "storage_dtype",
                            _enum(StorageDType, self.storage_dtype,

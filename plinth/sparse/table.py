@@ -65,9 +65,22 @@ Semantics
   current step + 1 and ``now`` to ``time.time()``. Until the first call, the step is 0.
 - Eviction (``Eviction``): ``evict()`` removes rows idle past a TTL and, with ``max_rows``,
   the least recently / frequently updated rows down to ``(1 - slack) * max_rows``. The cap
-  is also enforced automatically, amortised: at the start of a training ``pull`` and the end
-  of a ``push`` once the table exceeds ``(1 + slack) * max_rows``. Rows stamped at the
-  current step are chosen last, so rows pulled in this step wait for their gradients.
+  is also enforced automatically, amortised: a training ``pull`` that would take the table
+  past ``(1 + slack) * max_rows`` rows evicts down to ``(1 - slack) * max_rows`` (at least
+  1/64 of the rows) before it creates more, so a training pull never leaves more than
+  ``(1 + slack) * max_rows`` rows; a ``push`` (or ``apply_delta``) that finds the table
+  above that evicts at its end. Rows stamped at the current step are chosen last, so rows
+  pulled in this step wait for their gradients: when a pull has to evict, it first stamps
+  the rows it has already read with the current step (their push would anyway). Only when
+  a single batch holds more rows than the cap do rows of the current step go.
+  With ``max_rows`` the index never grows past the slots that ``(1 + slack) * max_rows``
+  rows need at the maximum load, so the table's footprint at the cap is bounded.
+- Admission competition (``Admission.compete``, LFU caps): every capacity eviction records
+  the count at which it cut; until the next one, an id without a row needs more sightings
+  than that (besides ``min_count``), and a new row's count starts at its sketch estimate.
+  Row counts do not decay, so this suits ids whose frequencies are stable over the table's
+  life; the cut is not part of ``state_dict`` (a restored table starts from
+  ``min_count`` until its first eviction).
 - ``export_delta()`` returns the rows created or changed (pushed, or written by
   ``apply_delta``) since the previous ``export_delta`` and, separately, the ids evicted in
   that time that are not back. A table restored by ``from_state_dict`` starts with nothing
@@ -211,9 +224,12 @@ class EmbeddingTable:
         adm = config.admission
         self._min_count = adm.min_count
         self._prob = float(adm.probability)
-        if adm.min_count > 1:
+        self._compete = adm.compete
+        if adm.min_count > 1 or adm.compete:
+            # Competing newcomers are compared with row counts, which outgrow 8-bit counters.
             self._sketch: CountMinSketch | None = CountMinSketch(
-                adm.sketch_width, adm.sketch_depth, adm.min_count, seed=config.seed
+                adm.sketch_width, adm.sketch_depth, 65535 if adm.compete else adm.min_count,
+                seed=config.seed,
             )
             self._sketch_cells = self._sketch.cells
             self._sketch_seed = self._sketch.seed
@@ -227,6 +243,8 @@ class EmbeddingTable:
         if ev.max_rows is not None:
             self._evict_above = int(ev.max_rows * (1.0 + ev.slack))
             self._evict_to = int(ev.max_rows * (1.0 - ev.slack))
+            # The index never needs more slots than the cap's rows at the maximum load.
+            self._max_slots = int(self._evict_above / _MAX_LOAD) + 1
         self._step = 0
         self._now: float | None = None
         self._t0: float | None = None
@@ -375,7 +393,11 @@ class EmbeddingTable:
         cap_new = self._sn.shape[0] // 2
         if total + n > _MAX_LOAD * cap_new:
             self._finish_migration()
-            new_cap = max(int(cap_new * _GROWTH), int((total + n) / _MAX_LOAD) + 1)
+            need = int((total + n) / _MAX_LOAD) + 1
+            new_cap = int(cap_new * _GROWTH)
+            if self._max_rows is not None:
+                new_cap = min(new_cap, self._max_slots)
+            new_cap = max(new_cap, need)
             self._so = self._sn
             self._sn = _new_slots(new_cap)
             self._hdr[K.H_N_OLD] = self._hdr[K.H_N_NEW]
@@ -434,22 +456,38 @@ class EmbeddingTable:
             K.pull_eval(ids, out, self._sn, self._so, self._bt(), self._shift, self._dim,
                         self._half, self._seed, self._std)
             return out
-        if self._max_rows is not None and len(self) > self._evict_above:
+        capped = self._max_rows is not None
+        if capped and len(self) > self._evict_above:
             self._evict(ttl=False)
         i = 0
         while True:
-            i = int(K.pull_train(ids, out, i, self._room(), self._sn, self._so, self._hdr,
+            room = self._room()
+            if capped:
+                room = min(room, max(0, self._evict_above - len(self)))
+            i = int(K.pull_train(ids, out, i, room, self._sn, self._so, self._hdr,
                                  self._bt(), self._free, self._shift, self._dim, self._sw,
                                  self._half, self._seed, self._std, self._state0,
-                                 self._min_count, self._sketch_cells, self._sketch_seed,
-                                 self._prob, self._step, self._tnow()))
+                                 self._admit_count(), self._sketch_cells, self._sketch_seed,
+                                 self._prob, self._step, self._tnow(), self._compete))
             if i >= n:
                 # Migrate after inserting, so a rehash started by this batch progresses now.
                 self._migrate_some(n)
                 return out
+            if capped and len(self) >= self._evict_above:
+                # At the cap: make room by evicting now rather than growing, so the table
+                # never holds more than (1 + slack) * max_rows rows. The rows this pull has
+                # already read are stamped with the current step first (as their push will
+                # do), so they are chosen last.
+                K.touch(ids[:i], self._sn, self._so, self._bt(), self._shift, self._step,
+                        self._tnow())
+                self._evict(ttl=False, at_least=1 + len(self) // 64)
+                continue
             # Out of room for an admitted id: grow by up to half the table (or what is left
-            # of the batch), so ids that are never admitted never cost memory.
-            self._reserve(min(n - i, max(1024, len(self) // 2)))
+            # of the batch, or of the cap), so ids that are never admitted never cost memory.
+            grow = min(n - i, max(1024, len(self) // 2))
+            if capped:
+                grow = max(1, min(grow, self._evict_above - len(self)))
+            self._reserve(grow)
 
     def push(self, ids: Any, grads: Any) -> int:
         """Apply the optimizer to the rows of ``ids`` with ``grads`` (float32, (n, dim)).
@@ -520,7 +558,14 @@ class EmbeddingTable:
         ``(1 - slack) * max_rows``. Returns the number of rows removed."""
         return self._evict(ttl=True)
 
-    def _evict(self, ttl: bool) -> int:
+    def _admit_count(self) -> int:
+        """Sightings an id needs for a row now: ``min_count``, and with ``compete`` more than
+        the count at which the last capacity eviction cut."""
+        if not self._compete:
+            return self._min_count
+        return max(self._min_count, min(int(self._hdr[K.H_FLOOR]) + 1, 65535))
+
+    def _evict(self, ttl: bool, at_least: int = 0) -> int:
         ev = self._cfg.eviction
         bt = self._bt()
         marked = 0
@@ -533,7 +578,7 @@ class EmbeddingTable:
             # Automatic calls come only above (1 + slack) * max_rows; an explicit evict()
             # enforces the cap itself. Either way, go down to (1 - slack) * max_rows.
             if not ttl or remaining > self._max_rows:
-                over = remaining - self._evict_to
+                over = max(remaining - self._evict_to, at_least)
                 if over > 0:
                     marked += int(K.mark_capacity(self._hdr, bt, self._shift, over,
                                                   ev.policy is EvictionPolicy.LFU, self._step))

@@ -74,6 +74,8 @@ class AdmissionConfig(_Strict):
     probability: float = Field(1.0, gt=0, le=1)
     sketch_width: int = Field(1 << 20, ge=16)
     sketch_depth: int = Field(4, ge=1, le=8)
+    compete: bool = Field(False, description="with an LFU max_rows cap: newcomers must beat "
+                          "the count of the rows the cap evicts (TinyLFU)")
 
 
 class EvictionConfig(_Strict):
@@ -104,6 +106,14 @@ class TablesConfig(_Strict):
     admission: AdmissionConfig = AdmissionConfig()
     eviction: EvictionConfig = EvictionConfig()
     storage_dtype: Literal["float32", "float16"] = "float32"
+
+    @model_validator(mode="after")
+    def _compete_needs_an_lfu_cap(self) -> TablesConfig:
+        ev = self.eviction
+        if self.admission.compete and (ev.max_rows is None or ev.policy != "lfu"):
+            raise ValueError("admission.compete needs eviction.max_rows and eviction.policy "
+                             "'lfu'; set both or drop compete")
+        return self
 
 
 class DenseOptimizerConfig(_Strict):

@@ -130,6 +130,14 @@ def build_table_configs(
     return tables, features
 
 
+def _initial_rows(tc: TableConfig) -> int:
+    """Index sizing hint: a capped table gets its index for the whole cap up front (pages
+    are committed as slots fill), so it never rehashes and its footprint at the cap is
+    known in advance; an uncapped one starts small and grows."""
+    ev = tc.eviction
+    return 1024 if ev.max_rows is None else max(1024, int(ev.max_rows * (1.0 + ev.slack)))
+
+
 def build_ctr_model(
     cfg: TrainConfig,
     tables: dict[str, TableLike],
@@ -189,7 +197,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.table_configs, self.features = build_table_configs(cfg)
         self.tables: dict[str, EmbeddingTable] = {
-            name: EmbeddingTable(tc) for name, tc in self.table_configs.items()
+            name: EmbeddingTable(tc, initial_capacity=_initial_rows(tc))
+            for name, tc in self.table_configs.items()
         }
         self.model = build_ctr_model(cfg, self.tables, self.features)
         self.optimizer = _dense_optimizer(cfg, self.model.parameters())

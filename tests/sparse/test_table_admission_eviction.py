@@ -207,3 +207,63 @@ def test_evict_without_policy_limits_is_a_no_op() -> None:
     t.advance(10**6)
     assert t.evict() == 0
     assert len(t) == 100
+
+
+def test_a_training_pull_evicts_instead_of_exceeding_the_cap() -> None:
+    # LRU, so the rows read first in the batch (the oldest) would be the first victims if
+    # the pull did not spare what it has already read.
+    t = _table(eviction=Eviction(max_rows=100, slack=0.1, policy=EvictionPolicy.LRU))
+    t.advance(1)
+    old = np.arange(10, dtype=np.int64)
+    t.pull(old)
+    t.push(old, np.zeros((10, DIM), np.float32))
+    for step in range(2, 12):
+        t.advance(step)
+        ids = np.arange(step * 100, step * 100 + 10, dtype=np.int64)
+        t.pull(ids)
+        t.push(ids, np.zeros((10, DIM), np.float32))
+    assert len(t) == 110  # the cap (1 + slack) * max_rows, reached without evicting
+    t.advance(12)
+    batch = np.concatenate([old, np.arange(5000, 5030, dtype=np.int64)])
+    t.pull(batch)
+    assert len(t) <= 110
+    assert t.contains(batch).all()  # everything this step read is still there
+    assert t.push(batch, np.ones((40, DIM), np.float32)) == 40
+
+
+def test_compete_admits_newcomers_only_above_the_cut() -> None:
+    t = _table(admission=Admission(min_count=2, compete=True),
+               eviction=Eviction(max_rows=10, slack=0.0, policy=EvictionPolicy.LFU))
+    t.advance(1)
+    ids = np.arange(10, dtype=np.int64)
+    t.pull(ids)
+    t.pull(ids)  # second sighting: admitted, the count starts at the sketch's 2
+    assert len(t) == 10
+    assert t.state_dict()["counts"].tolist() == [2] * 10
+    for _ in range(10):
+        t.push(ids[:5], np.zeros((5, DIM), np.float32))  # hot: count 12
+    t.push(ids[5:], np.zeros((5, DIM), np.float32))  # lukewarm: count 3
+    t.advance(2)
+    # A newcomer at the cap makes the table evict (one lukewarm row, count 3); from then
+    # on newcomers must have been seen more often than that cut, this one included.
+    t.pull(_ids(100, 100))
+    assert len(t) == 9 and t.contains(ids[:5]).all()
+    assert not t.contains(_ids(100)).any()
+    t.advance(3)
+    for _ in range(3):
+        t.pull(_ids(200))
+    assert not t.contains(_ids(200)).any()  # 3 sightings do not beat the cut at 3
+    t.pull(_ids(200))
+    assert t.contains(_ids(200)).all()  # the 4th does, into the room the eviction left
+    assert t.state_dict()["counts"][t.state_dict()["ids"] == 200].tolist() == [4]
+    assert len(t) == 10 and t.contains(ids[:5]).all()
+
+
+def test_compete_needs_an_lfu_cap() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="admission.compete needs eviction.max_rows"):
+        TableConfig(name="a", dim=DIM, admission=Admission(compete=True))
+    with pytest.raises(ValueError, match="admission.compete needs"):
+        TableConfig(name="a", dim=DIM, admission=Admission(compete=True),
+                    eviction=Eviction(max_rows=5, policy="lru"))

@@ -32,6 +32,8 @@ def test_valid_config_resolves_relative_paths(ctr_data, tmp_path):
         ({"schema": {"label": "y", "categorical": ["a", "a"]}}, ["schema:", "more than once"]),
         ({"schema": "/no/such/schema.yaml"}, ["schema:", "cannot read schema file"]),
         ({"hidden": [16, 0]}, ["hidden:", "layer sizes must be >= 1"]),
+        ({"tables": {"admission": {"compete": True}}},
+         ["tables:", "admission.compete needs eviction.max_rows"]),
     ],
 )
 def test_bad_configs_say_what_to_fix(ctr_data, config_dict, tmp_path, over, messages):
