@@ -117,6 +117,10 @@ _DURATION_KEYS = {
 }
 
 
+# Durations that may be zero: a delay, not a length of time something runs.
+_DELAY_KEYS = frozenset({"reclaim_after"})
+
+
 class SchedulerConfig(_Strict):
     """The ``scheduler:`` section: the control loop's poll interval plus the quota
     scheduler's weights, limits and switches (``plinth.scheduler.SchedulerConfig``;
@@ -147,8 +151,11 @@ class SchedulerConfig(_Strict):
     _policy: core.SchedulerConfig = PrivateAttr(default_factory=core.SchedulerConfig)
 
     _v = field_validator("poll_interval", mode="before")(classmethod(lambda cls, v: _duration(v)))
-    _d = field_validator(*_DURATION_KEYS, mode="before")(
+    _d = field_validator(*(_DURATION_KEYS.keys() - _DELAY_KEYS), mode="before")(
         classmethod(lambda cls, v: None if v is None else _duration(v))
+    )
+    _z = field_validator(*_DELAY_KEYS, mode="before")(
+        classmethod(lambda cls, v: None if v is None else parse_duration_s(v, allow_zero=True))
     )
 
     @model_validator(mode="after")

@@ -60,9 +60,10 @@ def parse_memory_mib(value: float | str) -> int:
     return math.ceil(mib)
 
 
-def parse_duration_s(value: float | str) -> float:
+def parse_duration_s(value: float | str, *, allow_zero: bool = False) -> float:
     """Return `value` in seconds. Numbers are seconds; strings may end in s, m, h or d.
 
+    Zero is refused unless `allow_zero` (a delay may be zero; a runtime may not).
     Raises ValueError with the accepted forms when the value cannot be read.
     """
     if isinstance(value, bool):
@@ -79,8 +80,9 @@ def parse_duration_s(value: float | str) -> float:
         seconds = float(m.group(1)) * DURATION_UNITS[m.group(2) or "s"]
     else:
         raise ValueError("duration must be seconds or a string like '90s', '30m', '2h', '1d'")  # noqa: TRY004
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError("duration must be a positive, finite number of seconds")
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        qualifier = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"duration must be a {qualifier}, finite number of seconds")
     if seconds > MAX_DURATION_S:
         raise ValueError(f"duration must be at most {int(MAX_DURATION_S)} seconds (10 years)")
     return seconds

@@ -85,3 +85,11 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, msg: str) -> None:
     with pytest.raises(ConfigError) as info:
         _load(tmp_path, text)
     assert msg in str(info.value)
+
+
+def test_reclaim_after_may_be_zero_but_not_negative() -> None:
+    from plinth.config import ServerConfig
+
+    assert ServerConfig.model_validate({"scheduler": {"reclaim_after": 0}}).scheduler.policy().reclaim_after_s == 0
+    with pytest.raises(ValueError, match="non-negative"):
+        ServerConfig.model_validate({"scheduler": {"reclaim_after": -1}})
