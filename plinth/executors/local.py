@@ -364,7 +364,12 @@ class LocalExecutor(Executor):
         pid = int(handle["supervisor_pid"])
         with self._lock:
             proc = self._children.get(pid)
-        if proc is not None and proc.poll() is not None:  # reaps our own child
+        if proc is not None:
+            # Our own child: an unreaped child's pid cannot be reused, so poll() is
+            # the whole answer (and reaps it); the files and /proc are for supervisors
+            # re-adopted after a restart.
+            if proc.poll() is None:
+                return True
             with self._lock:
                 self._children.pop(pid, None)
             return False

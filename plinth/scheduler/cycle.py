@@ -42,6 +42,9 @@ from plinth.scheduler.reclaim import select_victims
 from plinth.scheduler.resources import CPU_EPS, RESOURCE_NAMES, Resources
 from plinth.scheduler.score import cluster_total, decayed_usage, fair_share_factors, score_pending
 
+#: Float tolerance on cpu only (fractional cores); memory and gpu are whole numbers.
+_CPU_EPS3 = np.array([CPU_EPS, 0.0, 0.0])
+
 PHASES: tuple[str, ...] = ("snapshot", "heads", "nominate", "order", "process", "requeue")
 
 _DEFAULT_CONFIG = SchedulerConfig()
@@ -64,19 +67,21 @@ def reservation_holds(snapshot: Snapshot, pool: NodePool) -> list[Hold]:
     now = snapshot.now
     holds: list[Hold] = []
     held: dict[int, list[float]] = {}
+    # Running work by the reservation it uses: one pass, not one per reservation.
+    users: dict[str, list[Workload]] = {}
+    for w in snapshot.running:
+        if w.reservation is not None:
+            users.setdefault(w.reservation, []).append(w)
     for r in sorted(snapshot.reservations, key=lambda r: (r.start, r.id)):
         if r.end <= now:
             continue
         want = r.resources.as_tuple()
         used: dict[int, list[float]] = {}
-        for w in snapshot.running:
-            if w.reservation == r.id:
-                for name, v in w.node_usage().items():
-                    i = pool.index.get(name)
-                    if i is not None:
-                        u = used.setdefault(i, [0.0, 0.0, 0.0])
-                        for k in range(3):
-                            u[k] += v[k]
+        for w in users.get(r.id, ()):
+            for i, v in pool.usage_of(w).items():
+                u = used.setdefault(i, [0.0, 0.0, 0.0])
+                for k in range(3):
+                    u[k] += v[k]
         if r.node is not None:
             i = pool.index.get(r.node, -1)
         elif used:
@@ -385,7 +390,7 @@ class _Cycle:
         sub_big = big[rest]
         dom = np.zeros(len(rest), dtype=bool)
         for f in failed:
-            dom |= np.all(sub_big >= f - np.array([1e-9, 0, 0]), axis=1)
+            dom |= np.all(sub_big >= f - _CPU_EPS3, axis=1)
         ok = dom & uniform[rest] & ~blocked[rest]
         if self.cfg.reclaim and self.cfg.borrowing:
             # Reclaim is tried once per group, for work inside the group's
@@ -395,7 +400,7 @@ class _Cycle:
             room = np.array([np.subtract(ledger.nominal[g], ledger.usage[g]) for g in gnames]
                             + [(-1.0, -1.0, -1.0)], dtype=float)
             tot = self.tot[rest]
-            within = np.all(tot <= room[gidx[rest]] + np.array([1e-9, 0, 0]), axis=1)
+            within = np.all(tot <= room[gidx[rest]] + _CPU_EPS3, axis=1)
             ok &= done[gidx[rest]] | ~within
         if pool.holds:
             # Work that ends before a hold starts, or owns a reservation, may

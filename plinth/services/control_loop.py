@@ -212,6 +212,11 @@ class ControlLoop:
         self.home = home
         self.url = url
         self.nodes: tuple[NodeCapacity, ...] = tuple(executor.inventory())
+        # Fixed for the life of the loop: built once, not per submit.
+        self._capacity = tuple(
+            NodeFree(n.name, n.address, n.cpu, n.memory_mib, tuple(range(n.gpu)))
+            for n in self.nodes
+        )
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -237,10 +242,7 @@ class ControlLoop:
 
     def capacity(self) -> tuple[NodeFree, ...]:
         """Every node at full capacity (to refuse gangs that could never start)."""
-        return tuple(
-            NodeFree(n.name, n.address, n.cpu, n.memory_mib, tuple(range(n.gpu)))
-            for n in self.nodes
-        )
+        return self._capacity
 
     def start(self) -> None:
         """Start the loop thread (call ``reconcile`` first)."""

@@ -8,7 +8,6 @@ never held in memory.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -36,8 +35,9 @@ def archive_limits(cfg: UploadsConfig):
     )
 
 
-def check_archive(data: bytes, cfg: UploadsConfig) -> None:
-    """Raise Rejected/TooLarge naming the problem when `data` is not a safe archive."""
+def check_archive(data: bytes, cfg: UploadsConfig) -> str:
+    """Return the archive's sha256 (hex); raise Rejected/TooLarge naming the problem
+    when `data` is not a safe archive."""
     from plinth.artifacts.archive import ArchiveTooLargeError, UnsafeArchiveError
 
     if len(data) > cfg.max_packed:
@@ -47,7 +47,7 @@ def check_archive(data: bytes, cfg: UploadsConfig) -> None:
     try:
         from plinth.artifacts.archive import validate_archive
 
-        validate_archive(data, archive_limits(cfg))
+        return validate_archive(data, archive_limits(cfg)).sha256
     except ArchiveTooLargeError as e:
         raise TooLarge(str(e)) from None
     except UnsafeArchiveError as e:
@@ -61,8 +61,7 @@ def store_file(
 ) -> tuple[File, bool]:
     """Validate and store an archive; return (row, created). Same bytes -> same row."""
     require_unscoped(p)
-    check_archive(data, cfg)
-    sha = hashlib.sha256(data).hexdigest()
+    sha = check_archive(data, cfg)  # the validation hashed the bytes already
     row = session.get(File, sha)
     path = file_path(home, sha)
     if row is not None and path.exists():

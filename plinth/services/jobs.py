@@ -173,7 +173,8 @@ def _insert(
     why = unplaceable_reason(nodes, reps)
     if why is not None:
         raise Invalid(f"roles: {why}")
-    _check_group_caps(group, gname, max_runtime, _demand(reps))
+    demand = _demand(reps)
+    _check_group_caps(group, gname, max_runtime, demand)
     now = utcnow()
     values: dict[str, Any] = {
         "id": new_workload_id(JOB),
@@ -185,7 +186,7 @@ def _insert(
         "reason": reason,
         "spec": normal,
         "code": code,
-        "demand": _demand(reps),
+        "demand": demand,
         "attempt": 0,
         "failures": 0,
         "retries": spec.retries,
