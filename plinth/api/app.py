@@ -24,7 +24,7 @@ from plinth.api.limits import BodyLimit
 from plinth.api.metrics import make_registry
 from plinth.api.routers import ALL
 from plinth.config import ServerConfig, database_url, make_private_dir, plinth_home
-from plinth.executors.base import get_executor
+from plinth.executors.base import NodeCapacity, get_executor
 from plinth.services.auth import bootstrap_admin
 from plinth.services.control_loop import ControlLoop
 from plinth.services.errors import ServiceError
@@ -76,7 +76,13 @@ def create_app(
         upgrade(db.engine)
         nodes = None
         if cfg.nodes is not None:
-            nodes = [n.model_dump() for n in cfg.nodes]
+            # Already validated and parsed by the config (memory in MiB): hand them over as is.
+            nodes = [
+                NodeCapacity(
+                    name=n.name, cpu=n.cpu, memory_mib=n.memory, gpu=n.gpu, address=n.address
+                )
+                for n in cfg.nodes
+            ]
         options: dict[str, Any] = {"nodes": nodes}
         if cfg.executor == "local":
             options["nice"] = cfg.executor_nice

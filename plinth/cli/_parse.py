@@ -13,8 +13,10 @@ from typing import Any
 
 import yaml
 
+# The server's own unit rules (a stdlib-only module: the CLI stays fast to start).
+from plinth.services.units import DURATION_UNITS, MEMORY_UNITS, parse_memory_mib
+
 RESOURCE_KEYS = ("cpu", "memory", "gpu")
-_MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 _EXAMPLE = "cpu=8,memory=32Gi,gpu=2"
 
 
@@ -81,11 +83,13 @@ def parse_quantities(text: str, option: str) -> dict[str, Any]:
                 )
             result["gpu"] = int(value)
         else:
-            if not _MEMORY.match(value):
+            try:
+                parse_memory_mib(value)
+            except ValueError:
                 raise InputError(
                     f"{option}: memory={value!r} is not a size; give MiB (memory=4096) "
-                    "or a unit: Ki, Mi, Gi, Ti, K, M, G, T (memory=4Gi)"
-                )
+                    f"or a unit: {', '.join(MEMORY_UNITS)} (memory=4Gi)"
+                ) from None
             result["memory"] = int(value) if value.isdigit() else value
     return result
 
@@ -129,7 +133,7 @@ def parse_scalar(value: str) -> Any:
 
 
 _RELATIVE = re.compile(r"^([+-])(\d+(?:\.\d+)?)(s|m|h|d|w)$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_UNIT_S = {**DURATION_UNITS, "w": 7 * 86400.0}
 
 
 def parse_time(text: str, option: str, now: datetime | None = None) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 
 from plinth.scheduler.model import Workload
 from plinth.scheduler.placement import Hold, NodePool
+from plinth.scheduler.resources import CPU_EPS
 
 Vec = tuple[float, float, float]
 # One release event: (end time, {node index: resources freed}).
@@ -34,7 +35,7 @@ def _gang_fit(free: np.ndarray, reps: Sequence[Vec]) -> list[int] | None:
                    reverse=True)
     for j in order:
         rep = np.asarray(reps[j])
-        ok = (f[:, 0] + 1e-9 >= rep[0]) & (f[:, 1] >= rep[1]) & (f[:, 2] >= rep[2])
+        ok = (f[:, 0] + CPU_EPS >= rep[0]) & (f[:, 1] >= rep[1]) & (f[:, 2] >= rep[2])
         cand = np.flatnonzero(ok)
         if cand.size == 0:
             return None
@@ -77,14 +78,14 @@ def shadow(
     # Aggregate demand must be met before placement can: skip ahead cheaply.
     need = np.asarray(w.total_t)
     agg = np.maximum(free0, 0).sum(axis=0)
-    if np.all(agg + 1e-9 >= need):
+    if np.all(agg + CPU_EPS >= need):
         lo = 0
     else:
         per_event = np.zeros((n, 3))
         for e, (_, per_node) in enumerate(releases):
             for v in per_node.values():
                 per_event[e] += v
-        enough = np.all(agg + np.cumsum(per_event, axis=0) + 1e-9 >= need, axis=1)
+        enough = np.all(agg + np.cumsum(per_event, axis=0) + CPU_EPS >= need, axis=1)
         hits = np.flatnonzero(enough)
         if hits.size == 0:
             return None
