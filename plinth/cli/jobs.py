@@ -90,14 +90,22 @@ def _print_log_line(line: LogLine, *, prefixed: bool, to_stderr: bool = False) -
         out.print_line(text)
 
 
-def _finish(client: Client, job_id: str, output: out.Output, *, follow: bool) -> None:
-    """Wait for the end (streaming logs when ``follow``), print the job, exit by its state."""
+def _finish(
+    client: Client,
+    job_id: str,
+    output: out.Output,
+    *,
+    follow: bool,
+    timeout: float | None = None,
+) -> None:
+    """Wait for the end (streaming logs when ``follow``), print the job, exit by its state.
+    With ``timeout`` the wait raises WaitTimeoutError (exit 1) after that many seconds."""
     try:
         if follow:
             # With -o json the logs go to stderr so stdout stays one JSON document.
             for line in client.jobs.follow_logs(job_id):
                 _print_log_line(line, prefixed=True, to_stderr=output is out.Output.json)
-        job = dict(client.jobs.wait(job_id))
+        job = dict(client.jobs.wait(job_id, timeout=timeout))
     except KeyboardInterrupt:
         _detached(job_id)
     if output is out.Output.json:
@@ -396,7 +404,4 @@ def wait(
     output: OutputOption = out.Output.table,
 ) -> None:
     """Wait for a job to end; exit 0 only if it succeeded."""
-    client = get_client(ctx)
-    if timeout is not None:
-        client.jobs.wait(job_id, timeout=timeout)  # raises WaitTimeoutError -> exit 1
-    _finish(client, job_id, output, follow=False)
+    _finish(get_client(ctx), job_id, output, follow=False, timeout=timeout)
