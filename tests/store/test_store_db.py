@@ -169,3 +169,20 @@ def test_postgres_tests_run_in_their_own_schema(pg_url: str) -> None:
         schema = conn.execute(text("SELECT current_schema()")).scalar()
     db.dispose()
     assert schema is not None and schema.startswith("plinth_test_")
+
+
+def test_table_versions_count_committed_writes_only(db: Database) -> None:
+    tables = ("groups", "users", "workloads")
+    before = db.versions.get(tables)
+    with db.read() as s:
+        s.execute(select(Group)).all()
+    assert db.versions.get(tables) == before  # reads count nothing
+    with db.session() as s:
+        s.add(Group(name=f"v-{secrets.token_hex(3)}", quota={"cpu": 1}))
+    after = db.versions.get(tables)
+    assert after == (before[0] + 1, before[1], before[2])  # the written table, once
+    with pytest.raises(RuntimeError), db.session() as s:
+        s.add(Group(name=f"v-{secrets.token_hex(3)}", quota={"cpu": 1}))
+        s.flush()
+        raise RuntimeError("rolled back")
+    assert db.versions.get(tables) == after  # a rolled-back write counts nothing
