@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from plinth import scheduler as core
+from plinth.scheduler.placement import NodePool
+
 __all__ = ["NodeFree", "ReplicaDemand", "unplaceable_reason"]
 
 _EPS = 1e-9  # cpu is fractional; tolerate float rounding in sums
@@ -80,17 +83,58 @@ def _place(
 
 
 def unplaceable_reason(
-    nodes: tuple[NodeFree, ...], replicas: tuple[ReplicaDemand, ...]
+    nodes: tuple[NodeFree, ...],
+    replicas: tuple[ReplicaDemand, ...],
+    policy: core.SchedulerConfig | None = None,
 ) -> str | None:
-    """Why this gang could never start, even on empty nodes; None when it could."""
+    """Why this gang could never start, even on empty nodes; None when it could.
+
+    With the scheduler's `policy`, its placement rules count too: unless
+    ``cpu_work_on_gpu_nodes`` (then CPU-only work may use a GPU node's CPU once its GPUs
+    are taken), CPU-only replicas never go on GPU nodes where there are CPU-only nodes,
+    so the scheduler's own ``NodePool`` must place the gang on the empty nodes."""
     placements, blocker = _place(
         [_Free(n.name, n.address, n.cpu, n.memory, list(n.gpus)) for n in nodes], replicas
     )
-    if placements is not None:
-        return None
-    assert blocker is not None
     caps = ", ".join(f"{n.name} cpu={n.cpu:g} memory={n.memory}Mi gpu={len(n.gpus)}" for n in nodes)
+    if placements is None:
+        assert blocker is not None
+        return (
+            f"the job can never start: replica {blocker.describe()} does not fit with the rest "
+            f"of its gang even on empty nodes (capacity: {caps}); ask for fewer resources or "
+            "replicas"
+        )
+    if policy is None or policy.cpu_work_on_gpu_nodes or _scheduler_places(nodes, replicas, policy):
+        return None
     return (
-        f"the job can never start: replica {blocker.describe()} does not fit with the rest of "
-        f"its gang even on empty nodes (capacity: {caps}); ask for fewer resources or replicas"
+        "the job can never start: its CPU-only replicas fit only on GPU nodes, where this "
+        "server's scheduler does not put CPU-only work (scheduler.cpu_work_on_gpu_nodes is "
+        f"off), and not on the CPU-only nodes (capacity: {caps}); ask for fewer resources "
+        "per replica, or ask an admin to allow CPU work on GPU nodes"
     )
+
+
+def _scheduler_places(
+    nodes: tuple[NodeFree, ...], replicas: tuple[ReplicaDemand, ...], policy: core.SchedulerConfig
+) -> bool:
+    """Whether the scheduler's placement puts the whole gang on the empty nodes."""
+    pool = NodePool(
+        [
+            core.Node(n.name, core.Resources(float(n.cpu), int(n.memory), len(n.gpus)))
+            for n in nodes
+        ],
+        (),
+        policy=policy.placement,
+    )
+    roles: dict[str, list[ReplicaDemand]] = {}
+    for r in replicas:
+        roles.setdefault(r.role, []).append(r)
+    gang = core.Workload(
+        id="submit-check", group="", user="", max_runtime_s=1.0, queue_time=0.0,
+        roles=tuple(
+            core.Role(name, len(rs), core.Resources(float(rs[0].cpu), int(rs[0].memory),
+                                                    int(rs[0].gpu)))
+            for name, rs in roles.items()
+        ),
+    )  # fmt: skip
+    return pool.place(gang, memo=False) is not None

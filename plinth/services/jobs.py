@@ -170,7 +170,7 @@ def _insert(
     normal["max_runtime"] = max_runtime
     normal["priority"] = priority
     reps = replica_demands(normal)
-    why = unplaceable_reason(nodes, reps)
+    why = unplaceable_reason(nodes, reps, cfg.scheduler.policy())
     if why is not None:
         raise Invalid(f"roles: {why}")
     demand = _demand(reps)

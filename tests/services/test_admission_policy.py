@@ -3,6 +3,7 @@ never start on the configured nodes, even empty, is named with the capacity."""
 
 from __future__ import annotations
 
+from plinth.scheduler import SchedulerConfig
 from plinth.services.admission import NodeFree, ReplicaDemand, unplaceable_reason
 
 
@@ -28,3 +29,20 @@ def test_gpus_are_counted_per_node() -> None:
     gang = (ReplicaDemand("w", 0, 1, 100, 2), ReplicaDemand("w", 1, 1, 100, 2))
     assert unplaceable_reason((node("a", gpus=2), node("b", gpus=2)), gang) is None
     assert unplaceable_reason((node("a", gpus=3),), gang) is not None
+
+
+def test_the_schedulers_placement_rules_count_at_submit() -> None:
+    # A CPU-only node too small for the replica, and a GPU node whose CPU its GPU needs:
+    # the scheduler would never place the replica there, so the job must be refused.
+    nodes = (NodeFree("c", "h", 2, 4096, ()), NodeFree("g", "h", 16, 65536, (0,)))
+    cpu_job = (ReplicaDemand("main", 0, 8, 1024, 0),)
+    assert unplaceable_reason(nodes, cpu_job) is None  # capacity alone would allow it
+    why = unplaceable_reason(nodes, cpu_job, SchedulerConfig())
+    assert why is not None and "cpu_work_on_gpu_nodes" in why
+    allowed = SchedulerConfig(cpu_work_on_gpu_nodes=True)
+    assert unplaceable_reason(nodes, cpu_job, allowed) is None
+    # A GPU replica is placed there as usual.
+    assert (
+        unplaceable_reason(nodes, (ReplicaDemand("main", 0, 8, 1024, 1),), SchedulerConfig())
+        is None
+    )
