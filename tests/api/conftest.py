@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import secrets
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _waiting import wait_for
 from fastapi.testclient import TestClient
 
 from plinth.api.app import create_app
@@ -25,18 +25,6 @@ TEST_CONFIG: dict[str, Any] = {
     "uploads": {"max_packed": 64 * 1024, "max_unpacked": 256 * 1024, "max_files": 50},
 }
 PY = sys.executable
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll `pred` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Plinth:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 
-import pytest
+from _waiting import wait_for as _wait_for
 
 #: Generous upper bound for any awaited event; tests end as soon as it happens.
 DEADLINE_S = 30.0
@@ -16,14 +15,7 @@ def wait_for(
     condition: Callable[[], object], timeout: float = DEADLINE_S, what: str = ""
 ) -> object:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(0.005)
+    return _wait_for(condition, timeout, what or repr(condition), interval=0.005)
 
 
 def py(code: str) -> list[str]:

@@ -4,30 +4,17 @@ test module (SQLite or PostgreSQL), real HTTP, the real local executor and proce
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+from _waiting import wait_for
 
 from plinth.cli.local_server import LocalServer
 
 ADMIN_TOKEN = "plt_integration-admin-token"
 PY = sys.executable
 FINAL = {"succeeded", "failed", "cancelled", "timed_out"}
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll `pred` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Api:
