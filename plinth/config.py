@@ -119,6 +119,8 @@ _DURATION_KEYS = {
 
 # Durations that may be zero: a delay, not a length of time something runs.
 _DELAY_KEYS = frozenset({"reclaim_after"})
+# Keys of the control loop itself, not of the quota scheduler's policy.
+_LOOP_KEYS = frozenset({"poll_interval", "admit_on_submit"})
 
 
 class SchedulerConfig(_Strict):
@@ -128,6 +130,10 @@ class SchedulerConfig(_Strict):
     Durations take seconds or units (``6h``); ``policy()`` gives the core's config."""
 
     poll_interval: float = 0.25
+    # Try to admit a job in its submit request when nothing else waits (as Slurm tries
+    # each job at submit unless SchedulerParameters=defer): same scheduler, same input
+    # as the loop would use, a few ms sooner. See docs/scheduling.md.
+    admit_on_submit: bool = True
     weights: dict[str, float] | None = None
     aging_saturation: float | None = None
     runtime_reference: float | None = None
@@ -161,7 +167,7 @@ class SchedulerConfig(_Strict):
     @model_validator(mode="after")
     def _build_policy(self) -> SchedulerConfig:
         values: dict[str, object] = {}
-        for key in self.model_fields_set - {"poll_interval"}:
+        for key in self.model_fields_set - _LOOP_KEYS:
             v = getattr(self, key)
             if v is None and key != "borrow_max_runtime" and key != "max_admissions_per_cycle":
                 continue

@@ -68,6 +68,17 @@ class _PlinthCollector(Collector):
             "Polls of a replica that raised (the replica was taken as still running)",
             value=self.loop.poll_errors,
         )
+        on_submit = CounterMetricFamily(
+            "plinth_admit_on_submit",
+            "Submissions by what admission at submit did: admitted there, or left to the "
+            "control loop (left: the scheduler did not admit it alone; burst: "
+            "submissions too close together; busy: the loop was admitting; stale: "
+            "something changed since the loop's last read)",
+            labels=["outcome"],
+        )
+        for outcome in ("admitted", "left", "burst", "busy", "stale"):
+            on_submit.add_metric([outcome], self.loop.on_submit.get(outcome, 0))
+        yield on_submit
 
 
 def make_registry(db: Database, loop: ControlLoop) -> CollectorRegistry:

@@ -26,16 +26,29 @@ Preemption (reclaim): the workload stays ``running`` with ``preempted_at`` set (
 then returns to ``pending`` (event ``requeued``) with its original ``queued_at``,
 without using a retry. Every ended replica adds a usage record (fair share).
 
+Admission at submit (``admit_on_submit``, config ``scheduler.admit_on_submit``): when
+the loop is idle it keeps the snapshot it last read, with the database's commit
+counters of the tables it came from (``Database.versions``). A submit that finds those
+counters unchanged and nothing else pending runs the same ``schedule`` on that
+snapshot plus its own job, inside its own transaction and under the same lock, and
+applies the decision with the same code; its request thread then launches the job.
+The result is what the loop would have decided a moment later, without the hand-over
+and the re-read. Anything else (a stale snapshot, a queue, a preemption) is left to
+the loop.
+
 Writing the replica rows before launching means a crash between the two leaves
 rows in state ``launching``, which ``reconcile`` at the next start resolves: it asks
 the executor for any process started for them (``Executor.find_launched``) and stops
-it. Handles are recorded per workload, right after its launches, so such a crash
-leaves at most one workload's replicas unrecorded.
-The executor is only ever called from this thread (and ``reconcile`` before it).
+it. Handles are recorded right after the launches of one batch (a cycle's admissions,
+or one submit's job).
+The executor is called from this thread, from a submit's request thread (``launch``
+and ``allocate_port`` only: executors must allow that) and from ``reconcile`` before
+the loop starts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import threading
@@ -48,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, text, update
+from sqlalchemy.orm import Session
 
 from plinth import scheduler as core
 from plinth.config import ServerConfig
@@ -62,10 +76,12 @@ from plinth.services.lifecycle import FINAL, State, transition
 from plinth.services.replica_env import ReplicaAddress, replica_env
 from plinth.services.scheduling import (
     LIVE_REPLICA_STATES,
+    SNAPSHOT_TABLES,
     SnapshotInfo,
     build_snapshot,
     epoch,
     next_boundary,
+    pending_workload,
     resources,
 )
 from plinth.services.workdirs import CodeError, log_path, prepare_code
@@ -121,6 +137,10 @@ def _checked(info: SnapshotInfo, admissions: list[core.Admission]) -> list[core.
 log = logging.getLogger("plinth.control_loop")
 
 ADMIT_BATCH = 32  # workloads admitted per transaction; more are taken in the next round
+# Submissions closer together than this are a burst: the loop admits them in batches
+# (one snapshot for many) instead of each in its own request, and reads no snapshot
+# ahead meanwhile (each commit would make it stale at once).
+BURST_GAP_S = 0.02
 USAGE_KEEP_HALF_LIVES = 10  # usage older than this many half-lives weighs < 0.1%: dropped
 _PG_ADMIT_LOCK = 0x706C6E7461646D  # advisory lock serialising admission across servers
 
@@ -148,6 +168,23 @@ _WROW = (
     Workload.started_at,
     Workload.finished_at,
 )
+
+
+@dataclass
+class Admitted:
+    """Decisions applied in a transaction, to act on once it has committed."""
+
+    plans: list[_Plan]
+    to_stop: list[tuple[int, dict[str, Any]]]  # preempted replicas: (id, handle)
+    more: bool  # the batch was cut: more admissions may be waiting
+
+
+@dataclass(frozen=True)
+class _KeptSnapshot:
+    """A snapshot read while idle, with the commit counters noted before the read."""
+
+    versions: tuple[int, ...]
+    info: SnapshotInfo
 
 
 @dataclass(frozen=True)
@@ -224,8 +261,23 @@ class ControlLoop:
         self._exit_notes: dict[int, str] = {}  # replica id -> how it ended (this cycle)
         self._waiting: dict[str, str] = {}  # last waiting reason written per workload
         self._specs: dict[str, _Cached] = {}  # pending workload -> its spec, code, demands
-        self._exits = ExitWatcher(self.wake)  # a replica's exit wakes the loop at once
+        # A replica's exit wakes the loop at once, for a cycle that looks at the replicas
+        # that ended only (see cycle): not at every running one.
+        self._exits = ExitWatcher(self._wake.set)
+        self._pid_replica: dict[int, int] = {}  # watched supervisor pid -> replica id
+        self._full = True  # the next cycle looks at every running replica
+        self._full_lock = threading.Lock()
         self._due: list[float] = []  # monotonic times at which a cycle must run (heap)
+        self._due_lock = threading.Lock()  # request threads add deadlines too
+        # Held while admitting (the loop's cycle or a submit's own admission): the
+        # caches below are shared by both.
+        self._admit_lock = threading.Lock()
+        self._kept: _KeptSnapshot | None = None  # for admit_on_submit
+        self._last_submit = -float("inf")  # when admit_on_submit was last asked (monotonic)
+        # admit_on_submit outcomes: admitted; left to the loop because the scheduler
+        # said so (left), submissions came close together (burst), the loop was
+        # admitting (busy) or the kept snapshot was not current (stale)
+        self.on_submit: dict[str, int] = defaultdict(int)
         # (pending id, attempt) -> its scheduler value (see build_snapshot)
         self._pending_cache: dict[tuple[str, int], core.Workload] = {}
         self._usage: list[core.UsageRecord] | None = None  # fair-share history (memory)
@@ -267,6 +319,8 @@ class ControlLoop:
                 workload.spec, workload.code, replica_demands(workload.spec)
             )
             self._submitted = True
+        with self._full_lock:
+            self._full = True
         self._wake.set()
 
     def usage(self) -> tuple[core.UsageRecord, ...]:
@@ -276,48 +330,65 @@ class ControlLoop:
     def _due_in(self, delay_s: float) -> None:
         """Make sure a cycle runs `delay_s` seconds from now (a retry's backoff ends, a
         deadline passes), even when the poll interval is longer."""
-        heapq.heappush(self._due, time.monotonic() + max(delay_s, 0.0))
+        with self._due_lock:
+            heapq.heappush(self._due, time.monotonic() + max(delay_s, 0.0))
 
     def _next_wait(self) -> float:
         now = time.monotonic()
-        while self._due and self._due[0] <= now:
-            heapq.heappop(self._due)
         wait = self.cfg.scheduler.poll_interval
-        if self._due:
-            wait = min(wait, self._due[0] - now)
+        with self._due_lock:
+            while self._due and self._due[0] <= now:
+                heapq.heappop(self._due)
+            if self._due:
+                wait = min(wait, self._due[0] - now)
         return max(wait, 0.0)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self._next_wait())
-            self._wake.clear()
+            woken = self._wake.wait(self._next_wait())
+            self._wake.clear()  # before taking the flag: a later wake() is seen next time
+            with self._full_lock:
+                # Only replica exits woke us: look at those replicas alone. A wake() or
+                # the poll tick (deadlines, stops, missed exits): look at every one.
+                full, self._full = self._full or not woken or not self._exits.enabled, False
             if self._stop.is_set():
                 break
             try:
-                self.cycle()
+                self.cycle(full)
+                # Read the next submit's snapshot ahead, unless submissions come in a
+                # burst (admit_on_submit does not run then; each commit would make the
+                # read stale at once).
+                sparse = time.monotonic() - self._last_submit >= BURST_GAP_S
+                if sparse:
+                    self.keep_snapshot()
             except Exception:
                 log.exception("control loop cycle failed")
                 self._stop.wait(min(1.0, self.cfg.scheduler.poll_interval))
 
-    def cycle(self) -> None:
-        """One observe + admit round (public so tests can drive the loop synchronously)."""
+    def cycle(self, full: bool = True) -> None:
+        """One observe + admit round (public so tests can drive the loop synchronously).
+
+        ``full=False``: observe only the replicas whose exits the watcher reported."""
         self.cycles += 1
         # Admit first: a submit's wake-up should not wait behind bookkeeping of exits.
         while self.admit_and_launch():
             pass
-        if self.observe():
+        ended = [self._pid_replica.pop(pid, None) for pid in self._exits.take_ended()]
+        only = None if full else {rid for rid in ended if rid is not None}
+        if (only is None or only) and self.observe(only):
             while self.admit_and_launch():  # exits may have freed capacity
                 pass
 
     # -- observe ----------------------------------------------------------------------
 
-    def observe(self) -> bool:
-        """Poll running replicas, apply exits and deadlines, stop what must stop.
+    def observe(self, only: set[int] | None = None) -> bool:
+        """Poll running replicas (those with ids in `only`, or all), apply exits and
+        deadlines, stop what must stop.
 
         Returns True when something changed (capacity may have been freed)."""
         now = utcnow()
         with self.db.read() as s:
-            rows = s.execute(
+            q = (
                 select(
                     Replica.id,
                     Replica.workload_id,
@@ -330,14 +401,18 @@ class ControlLoop:
                 )
                 .join(Workload, Replica.workload_id == Workload.id)
                 .where(Replica.state == "running")
-            ).all()
+            )
+            if only is not None:
+                q = q.where(Replica.id.in_(only))
+            rows = s.execute(q).all()
         exits: dict[int, tuple[int, str | None]] = {}
         must_stop: list[int] = []
         timed_out: set[str] = set()
         for rid, wid, r_attempt, handle, w_state, w_attempt, deadline, preempted in rows:
-            self._watch(handle)  # re-adopted replicas too (no-op when already watched)
+            self._watch(handle, rid)  # re-adopted replicas too (no-op when watched)
             code = self._poll(handle)
             if code is not None:
+                self._pid_replica.pop((handle or {}).get("supervisor_pid"), None)
                 why = None
                 if code != 0:
                     why = self._exit_reason(handle)
@@ -517,9 +592,10 @@ class ControlLoop:
             )
             ev.record_transition(s, w.id, t, now)
 
-    def _watch(self, handle: dict[str, Any] | None) -> None:
+    def _watch(self, handle: dict[str, Any] | None, rid: int) -> None:
         pid = (handle or {}).get("supervisor_pid")
         if isinstance(pid, int):
+            self._pid_replica[pid] = rid
             self._exits.watch(pid)
 
     def _poll(self, handle: dict[str, Any] | None) -> int | None:
@@ -559,14 +635,12 @@ class ControlLoop:
         submissions never over-admit. Preempted workloads' replicas get SIGTERM after
         the commit, with ``scheduler.reclaim_grace`` before SIGKILL.
         """
-        now = utcnow()
-        plans: list[_Plan] = []
-        to_stop: list[tuple[int, dict[str, Any]]] = []
         submitted, self._submitted = self._submitted, False
         if not submitted:
             with self.db.read() as s:
                 # The common idle case (nothing waiting) costs one indexed lookup, not a
-                # whole snapshot and a write lock.
+                # whole snapshot, a write lock, nor the admission lock (admit_on_submit
+                # finds it free).
                 if (
                     s.scalar(
                         select(Workload.id).where(Workload.state == State.PENDING.value).limit(1)
@@ -574,6 +648,15 @@ class ControlLoop:
                     is None
                 ):
                     return False
+        with self._admit_lock:
+            done = self._admit()
+        if done is None:
+            return False
+        self.launch_admitted(done)
+        return done.more
+
+    def _admit(self) -> Admitted | None:
+        now = utcnow()
         with self.db.session() as s:
             if not self.db.is_sqlite:
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ADMIT_LOCK})
@@ -581,94 +664,198 @@ class ControlLoop:
                                   cache=self._pending_cache)  # fmt: skip
             self._plan_boundary(info.snapshot)
             if not info.snapshot.pending:
-                return False
+                return None
             decisions = core.schedule(info.snapshot, self.policy)
             self.last_phases = decisions.phases
             self._write_waiting(
                 s, {k: v for k, v in decisions.reasons.items() if k in info.pending}
             )
-            events: list[dict[str, Any]] = []
-            to_stop = self._apply_preemptions(s, info, decisions.preemptions, now, events)
-            admissions = _checked(info, decisions.admissions)[:ADMIT_BATCH]
-            more = len(decisions.admissions) > ADMIT_BATCH
-            if not admissions and not events:
-                return False
-            self._cache_specs(s, [a.workload_id for a in admissions])
-            rows = {
-                r.id: r
-                for r in s.connection().execute(
-                    select(
-                        *_WROW, Workload.user_id, Workload.attempt, Workload.max_runtime_s
-                    ).where(Workload.id.in_([a.workload_id for a in admissions]))
-                )
-            }
-            free_gpus = {
-                n.name: [g for g in range(n.gpu) if g not in info.busy_gpus[n.name]]
-                for n in self.nodes
-            }
-            address = {n.name: n.address for n in self.nodes}
-            tokens: list[dict[str, Any]] = []
-            for a in admissions:
-                r = rows[a.workload_id]
-                if r.state != State.PENDING.value:
-                    continue  # cancelled since the snapshot (a cancel takes no admission lock)
-                nodes = sorted({n for ns in a.placement.values() for n in ns})
-                how = ""
-                if a.borrows:
-                    how += " (borrowing idle quota of other groups; may be reclaimed)"
-                if a.backfill:
-                    how += " (backfill: ends before the top blocked workload can start)"
-                if a.reservation:
-                    how += f" (in reservation {a.reservation})"
-                if not _apply(s, r, State.ADMITTED, f"admitted on {', '.join(nodes)}{how}",
-                              now, events, attempt=r.attempt, borrows=a.borrows,
-                              backfill=a.backfill):  # fmt: skip
-                    continue  # cancelled meanwhile: no replicas, no token, no launch
-                self._waiting.pop(r.id, None)
-                cached = self._specs.pop(r.id)
-                token = new_token()
-                tokens.append({"token_hash": hash_token(token), "user_id": r.user_id,
-                               "workload_id": r.id, "created_at": now})  # fmt: skip
-                plan = _Plan(r.id, r.attempt, cached.spec, cached.code, token, r.max_runtime_s)
-                demands = {(d.role, d.replica): d for d in cached.demands}
-                for role, role_nodes in a.placement.items():
-                    for i, node in enumerate(role_nodes):
-                        d = demands[(role, i)]
-                        gpus, free_gpus[node] = (
-                            tuple(free_gpus[node][: d.gpu]),
-                            free_gpus[node][d.gpu :],
-                        )
-                        port = self.executor.allocate_port(node)
-                        lp = log_path(self.home, r.id, role, i, r.attempt)
-                        rid = s.connection().execute(
-                            insert(Replica)
-                            .values(
-                                workload_id=r.id, role=role, replica=i, attempt=r.attempt,
-                                state="launching", node=node, host=address[node], port=port,
-                                gpus=list(gpus),
-                                resources={"cpu": d.cpu, "memory": d.memory, "gpu": d.gpu},
-                                handle=None, log_path=str(lp), stop_requested=False,
-                            )
-                            .returning(Replica.id)
-                        ).scalar_one()  # fmt: skip
-                        plan.replicas.append((rid, role, i, node, gpus, lp))
-                        plan.addresses.append(ReplicaAddress(role, i, address[node], port))
-                plans.append(plan)
-            if tokens:
-                s.connection().execute(insert(Token), tokens)
-            if events:
-                s.connection().execute(insert(Event), events)
+            return self._apply_decisions(s, info, decisions, now)
+
+    def admit_on_submit(self, s: Session, w: Workload, user: str) -> Admitted | None:
+        """Admit job `w`, just inserted in transaction `s` by `user`, right there.
+
+        Only while submissions are sparse (none in the last ``BURST_GAP_S``: in a burst
+        the loop's batches cost less per job), when nothing else is pending
+        and the scheduler admits `w` alone without preempting anything (see the module
+        docstring); otherwise None, and the loop decides as usual. Call
+        ``launch_admitted`` with the result once `s` has committed."""
+        if not self.cfg.scheduler.admit_on_submit:
+            return None
+        now_m = time.monotonic()
+        previous, self._last_submit = self._last_submit, now_m
+        if now_m - previous < BURST_GAP_S:
+            self.on_submit["burst"] += 1
+            return None
+        # Never wait for the loop here: it takes this lock before the database's, the
+        # caller already holds the database's.
+        if not self._admit_lock.acquire(blocking=False):
+            self.on_submit["busy"] += 1
+            return None
+        try:
+            kept = self._current_kept()
+            if kept is None:
+                # Reading a snapshot here would cost what the loop's cycle costs.
+                self.on_submit["stale"] += 1
+                return None
+            if not self.db.is_sqlite and not s.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _PG_ADMIT_LOCK}
+            ):
+                self.on_submit["busy"] += 1
+                return None
+            # A savepoint: should admitting fail, the submission itself still stands.
+            with s.begin_nested():
+                done = self._admit_one(s, w, user, kept.info)
+            self.on_submit["admitted" if done is not None else "left"] += 1
+            return done
+        except Exception:
+            log.exception("admission at submit of %s failed; left to the control loop", w.id)
+            return None
+        finally:
+            self._admit_lock.release()
+
+    def snapshot_is_current(self) -> bool:
+        """Whether the kept snapshot is what a read now would give, with nothing pending
+        in it (admit_on_submit can use it)."""
+        return self._current_kept() is not None
+
+    def _current_kept(self) -> _KeptSnapshot | None:
+        kept = self._kept  # one read: the loop may replace it meanwhile
+        if (
+            kept is None
+            or kept.info.snapshot.pending
+            or self._usage is None
+            or self.db.versions.get(SNAPSHOT_TABLES) != kept.versions
+        ):
+            return None
+        return kept
+
+    def _admit_one(self, s: Session, w: Workload, user: str, base: SnapshotInfo) -> Admitted | None:
+        # Nothing committed since the kept snapshot `base` was read: it plus `w` is what
+        # a read now would give.
+        now = utcnow()
+        t_now = epoch(now)
+        snapshot = dataclasses.replace(
+            base.snapshot,
+            now=t_now,
+            expansions=tuple(e for e in base.snapshot.expansions if e.end > t_now),
+            reservations=tuple(r for r in base.snapshot.reservations if r.end > t_now),
+            pending=(pending_workload(w, w.spec["group"], user),),
+            usage_history=tuple(self._usage),
+        )
+        decisions = core.schedule(snapshot, self.policy)
+        if decisions.preemptions or [a.workload_id for a in decisions.admissions] != [w.id]:
+            return None
+        info = dataclasses.replace(base, snapshot=snapshot, pending={w.id: w.attempt})
+        self._specs[w.id] = _Cached(w.spec, w.code, replica_demands(w.spec))
+        self.last_phases = decisions.phases
+        return self._apply_decisions(s, info, decisions, now)
+
+    def keep_snapshot(self) -> None:
+        """Read a snapshot ahead for ``admit_on_submit``, unless the kept one is current."""
+        if not self.cfg.scheduler.admit_on_submit:
+            return
+        versions = self.db.versions.get(SNAPSHOT_TABLES)  # before the read: see Database
+        if self._kept is not None and self._kept.versions == versions:
+            return
+        # No admission lock: only this (the loop's) thread reads ahead or loads the
+        # usage, and the kept snapshot is replaced in one assignment.
+        with self.db.read() as s:
+            now = utcnow()
+            if self._usage is None:
+                self._usage = self._read_usage(s, now)
+            info = build_snapshot(s, self.nodes, now)
+        self._kept = _KeptSnapshot(versions, info)
+
+    def launch_admitted(self, done: Admitted) -> None:
+        """After the commit: stop what was preempted, start what was admitted."""
         grace = self.policy.reclaim_grace_s
-        for rid, handle in to_stop:
+        for rid, handle in done.to_stop:
             try:
                 self.executor.stop(handle, grace)
             except Exception:
                 log.exception("stopping preempted replica %s failed", rid)
             self._stopping.add(rid)
-        if to_stop:
+        if done.to_stop:
             self._due_in(grace + self.cfg.scheduler.poll_interval)
-        self._launch_all(plans)
-        return more
+        self._launch_all(done.plans)
+
+    def _apply_decisions(
+        self, s: Any, info: SnapshotInfo, decisions: core.Decisions, now: datetime
+    ) -> Admitted | None:
+        """Write one cycle's preemptions and admissions in transaction `s`."""
+        plans: list[_Plan] = []
+        events: list[dict[str, Any]] = []
+        to_stop = self._apply_preemptions(s, info, decisions.preemptions, now, events)
+        admissions = _checked(info, decisions.admissions)[:ADMIT_BATCH]
+        more = len(decisions.admissions) > ADMIT_BATCH
+        if not admissions and not events:
+            return None
+        self._cache_specs(s, [a.workload_id for a in admissions])
+        rows = {
+            r.id: r
+            for r in s.connection().execute(
+                select(*_WROW, Workload.user_id, Workload.attempt, Workload.max_runtime_s).where(
+                    Workload.id.in_([a.workload_id for a in admissions])
+                )
+            )
+        }
+        free_gpus = {
+            n.name: [g for g in range(n.gpu) if g not in info.busy_gpus[n.name]] for n in self.nodes
+        }
+        address = {n.name: n.address for n in self.nodes}
+        tokens: list[dict[str, Any]] = []
+        for a in admissions:
+            r = rows[a.workload_id]
+            if r.state != State.PENDING.value:
+                continue  # cancelled since the snapshot (a cancel takes no admission lock)
+            nodes = sorted({n for ns in a.placement.values() for n in ns})
+            how = ""
+            if a.borrows:
+                how += " (borrowing idle quota of other groups; may be reclaimed)"
+            if a.backfill:
+                how += " (backfill: ends before the top blocked workload can start)"
+            if a.reservation:
+                how += f" (in reservation {a.reservation})"
+            if not _apply(s, r, State.ADMITTED, f"admitted on {', '.join(nodes)}{how}",
+                          now, events, attempt=r.attempt, borrows=a.borrows,
+                          backfill=a.backfill):  # fmt: skip
+                continue  # cancelled meanwhile: no replicas, no token, no launch
+            self._waiting.pop(r.id, None)
+            cached = self._specs.pop(r.id)
+            token = new_token()
+            tokens.append({"token_hash": hash_token(token), "user_id": r.user_id,
+                           "workload_id": r.id, "created_at": now})  # fmt: skip
+            plan = _Plan(r.id, r.attempt, cached.spec, cached.code, token, r.max_runtime_s)
+            demands = {(d.role, d.replica): d for d in cached.demands}
+            for role, role_nodes in a.placement.items():
+                for i, node in enumerate(role_nodes):
+                    d = demands[(role, i)]
+                    gpus, free_gpus[node] = (
+                        tuple(free_gpus[node][: d.gpu]),
+                        free_gpus[node][d.gpu :],
+                    )
+                    port = self.executor.allocate_port(node)
+                    lp = log_path(self.home, r.id, role, i, r.attempt)
+                    rid = s.connection().execute(
+                        insert(Replica)
+                        .values(
+                            workload_id=r.id, role=role, replica=i, attempt=r.attempt,
+                            state="launching", node=node, host=address[node], port=port,
+                            gpus=list(gpus),
+                            resources={"cpu": d.cpu, "memory": d.memory, "gpu": d.gpu},
+                            handle=None, log_path=str(lp), stop_requested=False,
+                        )
+                        .returning(Replica.id)
+                    ).scalar_one()  # fmt: skip
+                    plan.replicas.append((rid, role, i, node, gpus, lp))
+                    plan.addresses.append(ReplicaAddress(role, i, address[node], port))
+            plans.append(plan)
+        if tokens:
+            s.connection().execute(insert(Token), tokens)
+        if events:
+            s.connection().execute(insert(Event), events)
+        return Admitted(plans, to_stop, more)
 
     def _apply_preemptions(
         self,
@@ -721,22 +908,25 @@ class ControlLoop:
         """Usage records for fair share, kept in memory (this thread appends what it
         writes); read once, and records older than ``USAGE_KEEP_HALF_LIVES`` half-lives
         are dropped from memory and, now and then, from the database."""
-        keep_s = USAGE_KEEP_HALF_LIVES * self.policy.fair_share_half_life_s
-        cutoff = now - timedelta(seconds=keep_s)
+        cutoff = self._usage_cutoff(now)
         if self._usage is None:
-            rows = s.connection().execute(
-                select(Group.name, UsageRecord.start, UsageRecord.end, UsageRecord.resources)
-                .join(Group, UsageRecord.group_id == Group.id)
-                .where(UsageRecord.end > cutoff)
-            )
-            self._usage = [
-                core.UsageRecord(g, epoch(a), epoch(b), resources(res)) for g, a, b, res in rows
-            ]
+            self._usage = self._read_usage(s, now)
         if self.cycles % 1000 == 1:
             t_cut = epoch(cutoff)
             self._usage = [u for u in self._usage if u.end > t_cut]
             s.connection().execute(delete(UsageRecord).where(UsageRecord.end <= cutoff))
         return tuple(self._usage)
+
+    def _usage_cutoff(self, now: datetime) -> datetime:
+        return now - timedelta(seconds=USAGE_KEEP_HALF_LIVES * self.policy.fair_share_half_life_s)
+
+    def _read_usage(self, s: Any, now: datetime) -> list[core.UsageRecord]:
+        rows = s.connection().execute(
+            select(Group.name, UsageRecord.start, UsageRecord.end, UsageRecord.resources)
+            .join(Group, UsageRecord.group_id == Group.id)
+            .where(UsageRecord.end > self._usage_cutoff(now))
+        )
+        return [core.UsageRecord(g, epoch(a), epoch(b), resources(res)) for g, a, b, res in rows]
 
     def _plan_boundary(self, snapshot: core.Snapshot) -> None:
         """Make sure a cycle runs when the next expansion or reservation starts or ends."""
@@ -802,54 +992,76 @@ class ControlLoop:
         return handles, None, utcnow()
 
     def _launch_all(self, plans: list[_Plan]) -> None:
-        """Start each plan and record its handles and ``running`` in a transaction of its
-        own right after: at any moment at most one workload has started replicas whose
-        handles are not recorded (a crash then leaves them ``launching``; ``reconcile``
-        finds and stops them through ``Executor.find_launched``)."""
-        trouble = False
-        for plan in plans:
-            handles, error, when = self._start(plan)
+        """Start every plan, then record all their handles and ``running`` in one
+        transaction (a crash in between leaves those replicas ``launching``;
+        ``reconcile`` finds and stops them through ``Executor.find_launched``)."""
+        started: list[tuple[_Plan, dict[int, dict[str, Any]], str | None, datetime]] = []
+        try:
+            for plan in plans:
+                started.append((plan, *self._start(plan)))
+        finally:
             try:
-                trouble |= self._record_launch(plan, handles, error, when)
+                if started and self._record_launches(started):
+                    self.wake()
             finally:
-                for h in handles.values():
-                    self._watch(h)
-        if trouble:
-            self.wake()
+                for _, handles, _, _ in started:
+                    for rid, h in handles.items():
+                        self._watch(h, rid)
 
-    def _record_launch(
-        self, plan: _Plan, handles: dict[int, dict[str, Any]], error: str | None, when: datetime
+    def _record_launches(
+        self, started: list[tuple[_Plan, dict[int, dict[str, Any]], str | None, datetime]]
     ) -> bool:
-        """One transaction: the plan's handles, replica states and the workload's state.
-        True when a further cycle is needed (failed, or cancelled meanwhile)."""
+        """One transaction: each plan's handles, replica states and workload state.
+        True when a further cycle is needed (a start failed, or was cancelled meanwhile)."""
         trouble = False
         with self.db.session() as s:
-            r = s.connection().execute(select(*_WROW).where(Workload.id == plan.workload_id)).one()
             events: list[dict[str, Any]] = []
-            for rid, *_ in plan.replicas:
-                if rid in handles:
-                    values = {"handle": handles[rid], "state": "running", "started_at": when}
-                else:
-                    values = {"state": "failed", "finished_at": when}
-                s.connection().execute(update(Replica).where(Replica.id == rid).values(**values))
-            if r.state != State.ADMITTED:
-                trouble = True  # cancelled meanwhile: observe() stops what was started
-            elif error is not None:
-                trouble = True
-                _apply(s, r, State.FAILED, error, when, events)
-            else:
-                nodes = sorted({x[3] for x in plan.replicas})
-                if _apply(
-                    s, r, State.RUNNING,
-                    f"{len(handles)} replica(s) started on {', '.join(nodes)} "
-                    f"(attempt {plan.attempt})",
-                    when, events,
-                    values={"deadline_at": when + timedelta(seconds=plan.max_runtime_s)},
-                    attempt=plan.attempt,
-                ):  # fmt: skip
-                    self._due_in(plan.max_runtime_s)
-                else:
-                    trouble = True  # cancelled meanwhile: observe() stops what was started
+            rows = {
+                r.id: r
+                for r in s.connection().execute(
+                    select(*_WROW).where(Workload.id.in_([p.workload_id for p, *_ in started]))
+                )
+            }
+            for plan, handles, error, when in started:
+                trouble |= self._record_one(s, rows[plan.workload_id], plan, handles, error, when,
+                                            events)  # fmt: skip
             if events:
                 s.connection().execute(insert(Event), events)
+        return trouble
+
+    def _record_one(
+        self,
+        s: Any,
+        r: Any,
+        plan: _Plan,
+        handles: dict[int, dict[str, Any]],
+        error: str | None,
+        when: datetime,
+        events: list[dict[str, Any]],
+    ) -> bool:
+        trouble = False
+        for rid, *_ in plan.replicas:
+            if rid in handles:
+                values = {"handle": handles[rid], "state": "running", "started_at": when}
+            else:
+                values = {"state": "failed", "finished_at": when}
+            s.connection().execute(update(Replica).where(Replica.id == rid).values(**values))
+        if r.state != State.ADMITTED:
+            trouble = True  # cancelled meanwhile: observe() stops what was started
+        elif error is not None:
+            trouble = True
+            _apply(s, r, State.FAILED, error, when, events)
+        else:
+            nodes = sorted({x[3] for x in plan.replicas})
+            if _apply(
+                s, r, State.RUNNING,
+                f"{len(handles)} replica(s) started on {', '.join(nodes)} "
+                f"(attempt {plan.attempt})",
+                when, events,
+                values={"deadline_at": when + timedelta(seconds=plan.max_runtime_s)},
+                attempt=plan.attempt,
+            ):  # fmt: skip
+                self._due_in(plan.max_runtime_s)
+            else:
+                trouble = True  # cancelled meanwhile: observe() stops what was started
         return trouble

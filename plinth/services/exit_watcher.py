@@ -26,12 +26,14 @@ MAX_WATCHED = 512  # pidfds held at most (file descriptors are a finite resource
 
 
 class ExitWatcher:
-    """Calls `on_exit()` (from its own thread) whenever a watched pid ends."""
+    """Calls `on_exit()` (from its own thread) whenever a watched pid ends; the pids that
+    ended since the last call are returned by ``take_ended()``."""
 
     def __init__(self, on_exit: Callable[[], None]) -> None:
         self._on_exit = on_exit
         self._fds: dict[int, int] = {}  # pidfd -> pid
         self._pids: set[int] = set()
+        self._ended: list[int] = []  # watched pids that ended, not yet taken
         self._lock = threading.Lock()
         # epoll, not poll: a pidfd registered from another thread is seen by an epoll_wait
         # already in progress, so watch() needs no wake-up of this thread (a pipe write
@@ -67,6 +69,12 @@ class ExitWatcher:
             self._pids.add(pid)
             assert self._poller is not None
             self._poller.register(fd, select.EPOLLIN)
+
+    def take_ended(self) -> list[int]:
+        """The watched pids that ended since the last call (each reported once)."""
+        with self._lock:
+            ended, self._ended = self._ended, []
+        return ended
 
     def close(self) -> None:
         with self._lock:
@@ -113,6 +121,7 @@ class ExitWatcher:
                         self._poller.unregister(fd)
                         os.close(fd)
                         self._pids.discard(pid)
+                        self._ended.append(pid)
                         ended = True
             if ended:
                 try:

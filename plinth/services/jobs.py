@@ -28,12 +28,16 @@ from plinth.store.models import Event, File, Group, Replica, User, Workload, utc
 __all__ = [
     "JOB",
     "LogChunk",
+    "NewJob",
     "cancel_job",
     "get_job",
+    "insert_job",
     "job_events",
     "job_replicas",
     "list_jobs",
     "new_workload_id",
+    "prepare_job",
+    "prepare_rerun",
     "read_log",
     "replica_demands",
     "rerun_job",
@@ -131,7 +135,14 @@ def _resolve_code(
     return {"kind": "git", "url": code.git, "ref": code.ref, "commit": commit}
 
 
-def _insert(
+@dataclass(frozen=True)
+class NewJob:
+    """A validated submission: the workload's column values, ready to insert."""
+
+    values: dict[str, Any]
+
+
+def _prepare(
     session: Session,
     p: Principal,
     spec: JobSpec,
@@ -139,7 +150,7 @@ def _insert(
     cfg: ServerConfig,
     nodes: tuple[NodeFree, ...],
     reason: str,
-) -> Workload:
+) -> NewJob:
     gid, gname = _resolve_group(session, p, spec.group)
     max_runtime = spec.max_runtime or cfg.jobs.default_max_runtime
     # One narrow Core read serves the default and the caps check (an ORM get of the
@@ -175,7 +186,6 @@ def _insert(
         raise Invalid(f"roles: {why}")
     demand = _demand(reps)
     _check_group_caps(group, gname, max_runtime, demand)
-    now = utcnow()
     values: dict[str, Any] = {
         "id": new_workload_id(JOB),
         "kind": JOB,
@@ -191,11 +201,22 @@ def _insert(
         "failures": 0,
         "retries": spec.retries,
         "max_runtime_s": max_runtime,
-        "created_at": now,
-        "queued_at": now,
         "priority": priority,
         "preemptions": 0,
     }
+    return NewJob(values)
+
+
+def insert_job(session: Session, new: NewJob) -> Workload:
+    """Write a prepared job (pending) and its ``submitted`` event; return a detached copy.
+
+    The only writes of a submission, so that the write transaction (and SQLite's write
+    lock) lasts no longer than these two statements: validation, reads and resolving a
+    git ref happen before, in ``prepare_job``/``prepare_rerun``."""
+    values = dict(new.values)
+    now = utcnow()
+    values["created_at"] = values["queued_at"] = now
+    reason = values["reason"]
     # Core INSERTs, the event right after its workload in the same transaction: this is
     # the submit hot path, and the ORM's unit of work costs more than the two statements.
     conn = session.connection()
@@ -233,21 +254,35 @@ def _check_group_caps(g: Any, gname: str, max_runtime: float, demand: dict[str, 
             )
 
 
-def submit_job(
+def prepare_job(
     session: Session, p: Principal, spec: JobSpec, cfg: ServerConfig, nodes: tuple[NodeFree, ...]
-) -> Workload:
-    """Validate and queue a job; resolves a git ref to its commit now (recorded)."""
+) -> NewJob:
+    """Validate a submission (reads only); resolves a git ref to its commit now."""
     require_unscoped(p)
     code = _resolve_code(session, spec, p, cfg)
     why = f"submitted by {p.user}"
     if code and code["kind"] == "git":
         why += f" (git {code['ref']} = {code['commit'][:12]})"
-    return _insert(session, p, spec, code, cfg, nodes, why)
+    return _prepare(session, p, spec, code, cfg, nodes, why)
+
+
+def submit_job(
+    session: Session, p: Principal, spec: JobSpec, cfg: ServerConfig, nodes: tuple[NodeFree, ...]
+) -> Workload:
+    """Validate and queue a job in one transaction (``prepare_job`` + ``insert_job``)."""
+    return insert_job(session, prepare_job(session, p, spec, cfg, nodes))
 
 
 def rerun_job(
     session: Session, p: Principal, job_id: str, cfg: ServerConfig, nodes: tuple[NodeFree, ...]
 ) -> Workload:
+    """Queue a rerun in one transaction (``prepare_rerun`` + ``insert_job``)."""
+    return insert_job(session, prepare_rerun(session, p, job_id, cfg, nodes))
+
+
+def prepare_rerun(
+    session: Session, p: Principal, job_id: str, cfg: ServerConfig, nodes: tuple[NodeFree, ...]
+) -> NewJob:
     """A new job with the same spec and the same recorded code (commit or file)."""
     require_unscoped(p)
     old = get_job(session, p, job_id)
@@ -259,7 +294,7 @@ def rerun_job(
     why = f"rerun of {old.id} by {p.user}"
     if old.code and old.code["kind"] == "git":
         why += f" (recorded commit {old.code['commit'][:12]})"
-    return _insert(session, p, spec, old.code, cfg, nodes, why)
+    return _prepare(session, p, spec, old.code, cfg, nodes, why)
 
 
 def _visible(p: Principal, w: Workload | None, job_id: str) -> Workload:

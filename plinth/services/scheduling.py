@@ -36,10 +36,12 @@ from plinth.store.models import Group, QuotaExpansion, Replica, Reservation, Use
 
 __all__ = [
     "LIVE_REPLICA_STATES",
+    "SNAPSHOT_TABLES",
     "SnapshotInfo",
     "build_snapshot",
     "epoch",
     "from_epoch",
+    "pending_workload",
     "resources",
     "resources_dict",
 ]
@@ -49,6 +51,11 @@ LIVE_REPLICA_STATES = ("launching", "running")
 # workloads are first seen, which is queue order (queued_at, id).
 _SEQ = itertools.count()
 PENDING_SCAN = 1000  # pending workloads given to one cycle (queue head by queue time)
+# The tables a snapshot is read from: unchanged commit counters on these
+# (``Database.versions``) mean a snapshot read before is still what a new read would give.
+SNAPSHOT_TABLES = tuple(
+    m.__tablename__ for m in (Group, User, QuotaExpansion, Reservation, Workload, Replica)
+)
 
 
 def epoch(t: datetime) -> float:
@@ -103,6 +110,16 @@ class SnapshotInfo:
     running: dict[str, str] = field(default_factory=dict)  # scheduler id -> workload id
     # node -> GPU indices held by live replicas (the service assigns devices, not the core)
     busy_gpus: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+
+
+def pending_workload(w: Any, group: str, user: str) -> core.Workload:
+    """A pending workload as the scheduler sees it. `w`: a row or ``Workload`` with id,
+    spec, max_runtime_s, queued_at, kind and priority; `group` and `user` are names."""
+    return core.Workload(
+        id=w.id, group=group, user=user, roles=roles_of(w.spec),
+        max_runtime_s=float(w.max_runtime_s), queue_time=epoch(w.queued_at), kind=w.kind,
+        priority=w.priority, seq=next(_SEQ),
+    )  # fmt: skip
 
 
 def build_snapshot(
@@ -265,12 +282,9 @@ def build_snapshot(
                 Workload.spec,
             ).where(Workload.id.in_(missing[i : i + 500]))
         ):  # fmt: skip
-            cache[(r.id, r.attempt)] = core.Workload(
-                id=r.id, group=gname.get(r.group_id, ""), user=uname.get(r.user_id, ""),
-                roles=roles_of(r.spec), max_runtime_s=float(r.max_runtime_s),
-                queue_time=epoch(r.queued_at), kind=r.kind, priority=r.priority,
-                seq=next(_SEQ),
-            )  # fmt: skip
+            cache[(r.id, r.attempt)] = pending_workload(
+                r, gname.get(r.group_id, ""), uname.get(r.user_id, "")
+            )
     pending = []
     for wid, attempt in head:
         w = cache.get((wid, attempt))

@@ -230,3 +230,21 @@ def test_replica_exit_wakes_the_loop_without_the_poll_tick(
         assert (done["state"], done["failures"]) == ("failed", 2)
         slow = p.submit(h, {"main": role("import time; time.sleep(60)")}, max_runtime="0.5s")
         assert p.wait(h, slow["id"], timeout=30)["state"] == "timed_out"
+
+
+def test_a_job_submitted_to_a_quiet_server_is_running_when_its_submit_returns(
+    plinth: Plinth,
+) -> None:
+    loop = plinth.c.app.state.plinth.loop
+    wait_for(loop.snapshot_is_current, what="the loop to read its snapshot ahead")
+    job = plinth.submit(plinth.admin, {"main": role("print('quick')", replicas=2)})
+    assert job["state"] == "running" and job["started_at"] is not None
+    done = plinth.wait(plinth.admin, job["id"])
+    assert done["state"] == "succeeded"
+    assert _types(plinth.events(plinth.admin, job["id"]))[:3] == [
+        "submitted",
+        "admitted",
+        "running",
+    ]
+    metrics = plinth.c.get("/metrics").text
+    assert 'plinth_admit_on_submit_total{outcome="admitted"} 1.0' in metrics

@@ -11,169 +11,59 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from plinth.config import ServerConfig
 from plinth.executors.local import LocalExecutor
 from plinth.services import control_loop as cl
-from plinth.services.auth import Principal, bootstrap_admin
 from plinth.services.control_loop import ControlLoop
-from plinth.services.jobs import cancel_job, submit_job
+from plinth.services.jobs import cancel_job
 from plinth.services.reconcile import reconcile
-from plinth.services.specs import JobSpec
-from plinth.store.db import Database
-from plinth.store.migrate import upgrade
-from plinth.store.models import Event, Replica, Workload
+from plinth.store.models import Workload
 
-PY = sys.executable
-CFG = {
-    "nodes": [{"name": "n1", "cpu": 4, "memory": "8Gi", "gpu": 0}],
-    "scheduler": {"poll_interval": 0.05},
-    "jobs": {"grace": "1s", "retry_backoff": {"initial": 0.01, "factor": 1, "max": 0.01}},
-}
-SLEEP = "import time; time.sleep(120)"
-
-
-class Rig:
-    """A database, a configuration and a way to make control loops over them."""
-
-    def __init__(self, tmp_path: Path, db_url: str | None = None) -> None:
-        self.home = tmp_path / "home"
-        self.home.mkdir()
-        self.db = Database(db_url or f"sqlite:///{tmp_path / 'p.db'}")
-        upgrade(self.db.engine)
-        self.cfg = ServerConfig.model_validate(CFG)
-        os.environ.setdefault("PLINTH_ADMIN_TOKEN", "plt_test")
-        with self.db.session() as s:
-            bootstrap_admin(s, self.home, {"cpu": 4.0, "memory": 8192, "gpu": 0})
-        self.admin = Principal(1, "admin", 1, "default", True)
-        self.loops: list[ControlLoop] = []
-
-    def loop(self, executor: LocalExecutor | None = None) -> ControlLoop:
-        loop = ControlLoop(self.db, executor or LocalExecutor(self.cfg_nodes()), self.cfg,
-                           self.home, "http://127.0.0.1:1")  # fmt: skip
-        self.loops.append(loop)
-        return loop
-
-    def cfg_nodes(self) -> list[dict[str, Any]]:
-        return [n.model_dump() for n in self.cfg.nodes or []]
-
-    def submit(self, code: str = SLEEP, retries: int = 0, replicas: int = 1) -> str:
-        spec = JobSpec.model_validate({
-            "name": "t", "retries": retries,
-            "roles": {"main": {"replicas": replicas, "resources": {"cpu": 0.1, "memory": "32Mi"},
-                               "command": [PY, "-c", code]}},
-        })  # fmt: skip
-        loop = self.loops[-1] if self.loops else None
-        with self.db.session() as s:
-            w = submit_job(s, self.admin, spec, self.cfg, loop.capacity() if loop else ())
-            return w.id
-
-    def job(self, wid: str) -> Workload:
-        with self.db.read() as s:
-            w = s.get(Workload, wid)
-            assert w is not None
-            return w
-
-    def replicas(self, wid: str) -> list[Replica]:
-        with self.db.read() as s:
-            return list(s.scalars(
-                select(Replica).where(Replica.workload_id == wid)
-                .order_by(Replica.attempt, Replica.replica)
-            ))  # fmt: skip
-
-    def events(self, wid: str) -> list[Event]:
-        with self.db.read() as s:
-            return list(s.scalars(select(Event).where(Event.workload_id == wid)))
-
-    def cleanup(self) -> None:
-        """Stop every replica any loop of this rig started."""
-        ex = LocalExecutor(self.cfg_nodes())
-        for wid in self._all():
-            for r in self.replicas(wid):
-                if r.handle:
-                    ex.stop(dict(r.handle), 0)
-                for h in ex.find_launched(wid, r.role, r.replica, r.attempt, r.log_path):
-                    ex.stop(h, 0)
-        self.db.dispose()
-
-    def _all(self) -> list[str]:
-        with self.db.read() as s:
-            return list(s.scalars(select(Workload.id)))
-
-
-def wait_for(pred: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    """Poll `pred` until it is truthy (fail after `timeout` seconds)."""
-    deadline = time.monotonic() + timeout
-    while not (v := pred()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-    return v
-
-
-def drive(loop: ControlLoop, pred: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    """Run cycles until `pred()` is truthy (fail after `timeout` seconds)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        loop.cycle()
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
-    monkeypatch.setenv("PLINTH_ADMIN_TOKEN", "plt_test")
-    r = Rig(tmp_path)
-    try:
-        yield r
-    finally:
-        r.cleanup()
+from .rig import Rig, drive, wait_for
 
 
 class _Crash(BaseException):
     """Stands for the server dying (kill -9): nothing after it runs."""
 
 
-def test_replica_started_but_unrecorded_at_a_crash_is_found_and_stopped(
-    rig: Rig, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    first = rig.loop()
-    wid = rig.submit(replicas=2)
+def _crash_before_recording(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, wids: list[str]
+) -> list[dict[str, Any]]:
+    """One cycle admits and starts `wids`, then the server dies before recording the
+    handles. Returns the handles of the started supervisors, once they are up."""
 
     def crash(self: ControlLoop, *a: Any, **k: Any) -> bool:
         raise _Crash
 
-    # The server dies after starting the processes, before recording their handles.
     with monkeypatch.context() as m:
-        m.setattr(ControlLoop, "_record_launch", crash)
+        m.setattr(ControlLoop, "_record_launches", crash)
         with pytest.raises(_Crash):
-            first.admit_and_launch()
-    assert [r.state for r in rig.replicas(wid)] == ["launching", "launching"]
+            rig.loops[-1].admit_and_launch()
+    reps = [r for w in wids for r in rig.replicas(w)]
+    assert {r.state for r in reps} == {"launching"}
     old = LocalExecutor(rig.cfg_nodes())
-    started = []
-    for r in rig.replicas(wid):
-        started += old.find_launched(wid, r.role, r.replica, r.attempt, r.log_path)
-    assert len(started) == 2  # the supervisors are running, unseen by the database
+
+    def found() -> list[dict[str, Any]]:
+        return [h for r in reps for h in old.find_launched(r.workload_id, r.role, r.replica,
+                                                            r.attempt, r.log_path)]  # fmt: skip
+
+    assert len(found()) == len(reps)  # the supervisors run, unseen by the database
     # A restart takes longer than a supervisor's start: let them come up.
-    wait_for(
-        lambda: all(
-            old.find_launched(wid, r.role, r.replica, r.attempt, r.log_path)[0]["supervisor_pid"]
-            for r in rig.replicas(wid)
-        ),
-        "supervisors to start",
-    )
+    wait_for(lambda: all(h["supervisor_pid"] for h in found()), what="supervisors to start")
+    return found()
+
+
+def test_replica_started_but_unrecorded_at_a_crash_is_found_and_stopped(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig.loop()
+    wid = rig.submit(replicas=2)
+    started = _crash_before_recording(rig, monkeypatch, [wid])
 
     # Restart: a fresh executor, reconcile, a fresh loop.
     ex = LocalExecutor(rig.cfg_nodes())
@@ -194,25 +84,16 @@ def test_replica_started_but_unrecorded_at_a_crash_is_found_and_stopped(
     assert "orphan_stopped" in [e.type for e in rig.events(wid)]
 
 
-def test_launch_records_each_workload_before_starting_the_next(
+def test_a_crash_before_a_batch_is_recorded_leaves_every_workload_to_reconcile(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    loop = rig.loop()
+    rig.loop()
     a, b = rig.submit(), rig.submit()
-    seen: list[dict[str, str]] = []
-    real_start = ControlLoop._start
-
-    def start(self: ControlLoop, plan: Any) -> Any:
-        with rig.db.read() as s:
-            seen.append({i: st for i, st in s.execute(select(Workload.id, Workload.state))})
-        return real_start(self, plan)
-
-    monkeypatch.setattr(ControlLoop, "_start", start)
-    loop.admit_and_launch()
-    assert len(seen) == 2
-    # When the second workload starts, the first is already recorded as running.
-    first = next(w for w in (a, b) if seen[0][w] == "admitted")
-    assert seen[1][first] == "running"
+    # One cycle admits and starts both; the server dies before the batch's record.
+    _crash_before_recording(rig, monkeypatch, [a, b])
+    report = reconcile(rig.db, LocalExecutor(rig.cfg_nodes()), rig.cfg.jobs.grace)
+    assert (report.orphans_stopped, report.lost, report.requeued) == (2, 0, 2)
+    assert {rig.job(a).state, rig.job(b).state} == {"pending"}
 
 
 def _supervisor_pid(rig: Rig, wid: str) -> int:

@@ -25,6 +25,8 @@ def test_callback_runs_when_a_watched_process_ends() -> None:
         assert not woke.wait(0.2)  # still running: no wake-up
         proc.stdin.close()  # type: ignore[union-attr]  # lets it end
         assert woke.wait(10), "the exit did not wake the callback"
+        assert w.take_ended() == [proc.pid]  # which pid ended, reported once
+        assert w.take_ended() == []
     finally:
         proc.wait()
         w.close()

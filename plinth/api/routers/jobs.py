@@ -28,13 +28,27 @@ def _one(ctx: Ctx, w) -> JobOut:
     return job_out(w, g, u)
 
 
+def _queue(ctx: Ctx, p: Caller, new: svc.NewJob) -> JobOut:
+    """Insert a prepared job; admit and start it right away when the scheduler would
+    (``ControlLoop.admit_on_submit``), else hand it to the control loop."""
+    with ctx.db.session() as s:
+        w = svc.insert_job(s, new)
+        admitted = ctx.loop.admit_on_submit(s, w, p.user)
+    if admitted is None:
+        ctx.loop.wake(w)  # committed: the control loop may admit it now
+        return job_out(w, w.spec["group"], p.user)
+    ctx.loop.launch_admitted(admitted)
+    ctx.loop.wake()  # the loop reads its snapshot ahead again
+    with ctx.db.read() as s:
+        return job_out(svc.get_job(s, p, w.id), w.spec["group"], p.user)
+
+
 @router.post("", status_code=201, response_model=JobOut)
 def submit_job(spec: JobSpec, p: Caller, ctx: Ctx) -> JobOut:
     """Queue a job. A git ref is resolved to its commit now and recorded."""
-    with ctx.db.session() as s:
-        w = svc.submit_job(s, p, spec, ctx.cfg, ctx.loop.capacity())
-    ctx.loop.wake(w)  # committed: the control loop may admit it now
-    return job_out(w, w.spec["group"], p.user)
+    with ctx.db.read() as s:  # validation reads take no write lock
+        new = svc.prepare_job(s, p, spec, ctx.cfg, ctx.loop.capacity())
+    return _queue(ctx, p, new)
 
 
 @router.get("", response_model=list[JobOut])
@@ -73,10 +87,9 @@ def cancel_job(job_id: JobId, p: Caller, ctx: Ctx) -> JobOut:
 @router.post("/{job_id}/rerun", status_code=201, response_model=JobOut)
 def rerun_job(job_id: JobId, p: Caller, ctx: Ctx) -> JobOut:
     """A new job with the same spec and the same recorded code (commit or file)."""
-    with ctx.db.session() as s:
-        w = svc.rerun_job(s, p, job_id, ctx.cfg, ctx.loop.capacity())
-    ctx.loop.wake(w)
-    return _one(ctx, w)
+    with ctx.db.read() as s:
+        new = svc.prepare_rerun(s, p, job_id, ctx.cfg, ctx.loop.capacity())
+    return _queue(ctx, p, new)
 
 
 @router.get("/{job_id}/events", response_model=list[EventOut])
