@@ -273,6 +273,7 @@ class ControlLoop:
         # caches below are shared by both.
         self._admit_lock = threading.Lock()
         self._kept: _KeptSnapshot | None = None  # for admit_on_submit
+        self._pending_left = False  # the last admission round left workloads pending
         self._last_submit = -float("inf")  # when admit_on_submit was last asked (monotonic)
         # admit_on_submit outcomes: admitted; left to the loop because the scheduler
         # said so (left), submissions came close together (burst), the loop was
@@ -641,12 +642,7 @@ class ControlLoop:
                 # The common idle case (nothing waiting) costs one indexed lookup, not a
                 # whole snapshot, a write lock, nor the admission lock (admit_on_submit
                 # finds it free).
-                if (
-                    s.scalar(
-                        select(Workload.id).where(Workload.state == State.PENDING.value).limit(1)
-                    )
-                    is None
-                ):
+                if not self._note_pending(self._anything_pending(s)):
                     return False
         with self._admit_lock:
             done = self._admit()
@@ -663,10 +659,11 @@ class ControlLoop:
             info = build_snapshot(s, self.nodes, now, usage=self._usage_history(s, now),
                                   cache=self._pending_cache)  # fmt: skip
             self._plan_boundary(info.snapshot)
-            if not info.snapshot.pending:
+            if not self._note_pending(bool(info.snapshot.pending)):
                 return None
             decisions = core.schedule(info.snapshot, self.policy)
             self.last_phases = decisions.phases
+            self._note_pending(len(decisions.admissions) < len(info.snapshot.pending))
             self._write_waiting(
                 s, {k: v for k, v in decisions.reasons.items() if k in info.pending}
             )
@@ -760,12 +757,28 @@ class ControlLoop:
             return
         # No admission lock: only this (the loop's) thread reads ahead or loads the
         # usage, and the kept snapshot is replaced in one assignment.
+        if self._pending_left:
+            # Useless to admit_on_submit (no job jumps the queue): not worth a read.
+            self._kept = None
+            return
         with self.db.read() as s:
             now = utcnow()
             if self._usage is None:
                 self._usage = self._read_usage(s, now)
             info = build_snapshot(s, self.nodes, now)
         self._kept = _KeptSnapshot(versions, info)
+
+    @staticmethod
+    def _anything_pending(s: Any) -> bool:
+        """One indexed lookup: is any workload pending?"""
+        return (
+            s.scalar(select(Workload.id).where(Workload.state == State.PENDING.value).limit(1))
+            is not None
+        )
+
+    def _note_pending(self, left: bool) -> bool:
+        self._pending_left = left
+        return left
 
     def launch_admitted(self, done: Admitted) -> None:
         """After the commit: stop what was preempted, start what was admitted."""
