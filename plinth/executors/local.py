@@ -207,8 +207,9 @@ class LocalExecutor(Executor):
     ``"local"``. ``state_dir``: where per-replica status directories go (default:
     a ``.status`` folder beside each log file). ``python``: the interpreter that
     runs the supervisor (default ``sys.executable``). ``nice``: the niceness increment
-    (0-19) every supervisor applies to itself before it starts the command, which
-    inherits it: replicas then yield the CPU to the control plane on a busy machine.
+    (0-19) every supervisor runs at (started through ``nice``, or applying it itself
+    first where there is no ``nice``), inherited by the command: replicas then yield
+    the CPU to the control plane on a busy machine.
     """
 
     name = "local"
@@ -225,11 +226,13 @@ class LocalExecutor(Executor):
         # Not by a preexec_fn: that would make Popen fork instead of vfork, costing ~ms
         # per launch. By `nice` in front of the supervisor where there is one, so that
         # the interpreter's own start-up is niced too; else by the supervisor's first line.
+        self._python = python or sys.executable
         nice_program = shutil.which("nice") if nice else None
-        self._prefix = [nice_program, "-n", str(int(nice))] if nice_program else []
-        self._boot = (
-            f"import os; os.nice({int(nice)})\n" + BOOT if nice and not nice_program else BOOT
-        )
+        # Not in front of a missing interpreter: Popen then fails at once, as it should,
+        # rather than `nice` failing unseen in the child.
+        usable = nice_program and os.access(self._python, os.X_OK)
+        self._prefix = [nice_program, "-n", str(int(nice))] if usable else []
+        self._boot = f"import os; os.nice({int(nice)})\n" + BOOT if nice and not usable else BOOT
         self._nodes = (
             [machine_capacity()] if nodes is None else [_node_from_config(n) for n in nodes]
         )
@@ -238,7 +241,6 @@ class LocalExecutor(Executor):
             raise ValueError(f"node names must be unique, got {names}")
         # Absolute: the supervisor runs in the replica's working directory.
         self._state_dir = Path(state_dir).absolute() if state_dir is not None else None
-        self._python = python or sys.executable
         # Supervisors this instance started are its children: reap them (no zombies).
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._killers: list[subprocess.Popen[bytes]] = []

@@ -9,10 +9,10 @@ forever. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from plinth import scheduler as core
-from plinth.scheduler.placement import NodePool
 
 __all__ = ["NodeFree", "ReplicaDemand", "unplaceable_reason"]
 
@@ -63,13 +63,18 @@ class _Free:
 
 
 def _place(
-    free: list[_Free], replicas: tuple[ReplicaDemand, ...]
+    free: list[_Free],
+    replicas: tuple[ReplicaDemand, ...],
+    allowed: Callable[[_Free, ReplicaDemand], bool] | None = None,
 ) -> tuple[list[Placement] | None, ReplicaDemand | None]:
-    """First-fit every replica on a copy of `free`; commit to `free` only if all fit."""
+    """First-fit every replica on a copy of `free`; commit to `free` only if all fit.
+    `allowed(node, replica)`: whether the replica may go on that node at all."""
     trial = [_Free(n.name, n.address, n.cpu, n.memory, list(n.gpus)) for n in free]
     out: list[Placement] = []
     for r in replicas:
         for n in trial:
+            if allowed is not None and not allowed(n, r):
+                continue
             if n.cpu + _EPS >= r.cpu and n.memory >= r.memory and len(n.gpus) >= r.gpu:
                 n.cpu -= r.cpu
                 n.memory -= r.memory
@@ -82,6 +87,27 @@ def _place(
     return out, None
 
 
+def _fits(
+    nodes: tuple[NodeFree, ...],
+    replicas: tuple[ReplicaDemand, ...],
+    allowed: Callable[[_Free, ReplicaDemand], bool] | None = None,
+) -> ReplicaDemand | None:
+    """None when the gang fits the empty nodes, else the replica that did not fit.
+
+    Packing a gang is bin packing: first-fit is tried in the given order and largest
+    first, and the gang counts as placeable when either succeeds, so that a job the
+    scheduler can start is not refused for a heuristic's miss."""
+    blocker = None
+    decreasing = tuple(sorted(replicas, key=lambda r: (r.gpu, r.cpu, r.memory), reverse=True))
+    for order in (replicas, decreasing):
+        free = [_Free(n.name, n.address, n.cpu, n.memory, list(n.gpus)) for n in nodes]
+        placed, missed = _place(free, order, allowed)
+        if placed is not None:
+            return None
+        blocker = blocker or missed
+    return blocker
+
+
 def unplaceable_reason(
     nodes: tuple[NodeFree, ...],
     replicas: tuple[ReplicaDemand, ...],
@@ -89,52 +115,26 @@ def unplaceable_reason(
 ) -> str | None:
     """Why this gang could never start, even on empty nodes; None when it could.
 
-    With the scheduler's `policy`, its placement rules count too: unless
-    ``cpu_work_on_gpu_nodes`` (then CPU-only work may use a GPU node's CPU once its GPUs
-    are taken), CPU-only replicas never go on GPU nodes where there are CPU-only nodes,
-    so the scheduler's own ``NodePool`` must place the gang on the empty nodes."""
-    placements, blocker = _place(
-        [_Free(n.name, n.address, n.cpu, n.memory, list(n.gpus)) for n in nodes], replicas
-    )
+    With the scheduler's `policy`, its placement rule counts too: unless
+    ``cpu_work_on_gpu_nodes``, CPU-only replicas never go on GPU nodes where there are
+    CPU-only nodes (with it, they may once a GPU node's GPUs are taken)."""
     caps = ", ".join(f"{n.name} cpu={n.cpu:g} memory={n.memory}Mi gpu={len(n.gpus)}" for n in nodes)
-    if placements is None:
-        assert blocker is not None
+    blocker = _fits(nodes, replicas)
+    if blocker is not None:
         return (
             f"the job can never start: replica {blocker.describe()} does not fit with the rest "
             f"of its gang even on empty nodes (capacity: {caps}); ask for fewer resources or "
             "replicas"
         )
-    if policy is None or policy.cpu_work_on_gpu_nodes or _scheduler_places(nodes, replicas, policy):
+    mixed = any(n.gpus for n in nodes) and any(not n.gpus for n in nodes)
+    if policy is None or policy.cpu_work_on_gpu_nodes or not mixed:
+        return None
+    blocker = _fits(nodes, replicas, allowed=lambda n, r: r.gpu > 0 or not n.gpus)
+    if blocker is None:
         return None
     return (
-        "the job can never start: its CPU-only replicas fit only on GPU nodes, where this "
-        "server's scheduler does not put CPU-only work (scheduler.cpu_work_on_gpu_nodes is "
-        f"off), and not on the CPU-only nodes (capacity: {caps}); ask for fewer resources "
-        "per replica, or ask an admin to allow CPU work on GPU nodes"
+        f"the job can never start: CPU-only replica {blocker.describe()} fits only on GPU "
+        "nodes, where this server's scheduler does not put CPU-only work "
+        f"(scheduler.cpu_work_on_gpu_nodes is off; capacity: {caps}); ask for fewer "
+        "resources per replica, or ask an admin to allow CPU work on GPU nodes"
     )
-
-
-def _scheduler_places(
-    nodes: tuple[NodeFree, ...], replicas: tuple[ReplicaDemand, ...], policy: core.SchedulerConfig
-) -> bool:
-    """Whether the scheduler's placement puts the whole gang on the empty nodes."""
-    pool = NodePool(
-        [
-            core.Node(n.name, core.Resources(float(n.cpu), int(n.memory), len(n.gpus)))
-            for n in nodes
-        ],
-        (),
-        policy=policy.placement,
-    )
-    roles: dict[str, list[ReplicaDemand]] = {}
-    for r in replicas:
-        roles.setdefault(r.role, []).append(r)
-    gang = core.Workload(
-        id="submit-check", group="", user="", max_runtime_s=1.0, queue_time=0.0,
-        roles=tuple(
-            core.Role(name, len(rs), core.Resources(float(rs[0].cpu), int(rs[0].memory),
-                                                    int(rs[0].gpu)))
-            for name, rs in roles.items()
-        ),
-    )  # fmt: skip
-    return pool.place(gang, memo=False) is not None

@@ -5,7 +5,9 @@ at least every ``scheduler.poll_interval`` seconds (to poll replicas and deadlin
 A cycle has two phases:
 
 observe
-    poll every running replica; record exits; decide each affected workload
+    poll every running replica -- or, in a cycle woken by replica exits alone, the
+    replicas whose supervisors the exit watcher saw end (a full look still comes at
+    least every poll interval); record exits; decide each affected workload
     (succeeded / retry with backoff / failed / timed_out); stop the replicas that
     must stop (the workload finished, was cancelled, or its attempt is over).
     One read, and one write transaction only when something changed.
@@ -26,21 +28,25 @@ Preemption (reclaim): the workload stays ``running`` with ``preempted_at`` set (
 then returns to ``pending`` (event ``requeued``) with its original ``queued_at``,
 without using a retry. Every ended replica adds a usage record (fair share).
 
-Admission at submit (``admit_on_submit``, config ``scheduler.admit_on_submit``): when
-the loop is idle it keeps the snapshot it last read, with the database's commit
-counters of the tables it came from (``Database.versions``). A submit that finds those
-counters unchanged and nothing else pending runs the same ``schedule`` on that
-snapshot plus its own job, inside its own transaction and under the same lock, and
-applies the decision with the same code; its request thread then launches the job.
-The result is what the loop would have decided a moment later, without the hand-over
-and the re-read. Anything else (a stale snapshot, a queue, a preemption) is left to
-the loop.
+Admission at submit (``submitting``, config ``scheduler.admit_on_submit``): when the
+loop is idle and nothing is pending it keeps the snapshot it last read, with the
+database's commit counters of the tables it came from (``Database.versions``). A
+submit opens ``submitting()`` (the admission lock, never waited for) around its write
+transaction; finding the counters unchanged it runs the same ``schedule`` on that
+snapshot plus its own job and applies the decision with the same code, in its own
+transaction. The lock is held until that transaction has committed and the counters
+have moved, so no other admission can use the snapshot meanwhile. The request thread
+then starts the job (the loop's thread does, when there is code to prepare). The
+result is what the loop would have decided a moment later, without the hand-over and
+the re-read. Anything else (a stale snapshot, a queue, a preemption, a burst of
+submissions) is left to the loop. It relies on one server per database, as the
+executor does: the counters are this process's.
 
 Writing the replica rows before launching means a crash between the two leaves
 rows in state ``launching``, which ``reconcile`` at the next start resolves: it asks
 the executor for any process started for them (``Executor.find_launched``) and stops
-it. Handles are recorded right after the launches of one batch (a cycle's admissions,
-or one submit's job).
+it. Handles are recorded per workload, right after its launches, so such a crash
+leaves at most one workload's replicas unrecorded per launching thread.
 The executor is called from this thread, from a submit's request thread (``launch``
 and ``allocate_port`` only: executors must allow that) and from ``reconcile`` before
 the loop starts.
@@ -53,8 +59,9 @@ import heapq
 import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -267,15 +274,19 @@ class ControlLoop:
         self._pid_replica: dict[int, int] = {}  # watched supervisor pid -> replica id
         self._full = True  # the next cycle looks at every running replica
         self._full_lock = threading.Lock()
+        self._last_full = -float("inf")  # when a full cycle last ended (monotonic)
+        # Admitted at submit, with code to prepare: started by this thread (an
+        # extraction or a checkout may take long; a request should not wait for it).
+        self._to_launch: deque[Admitted] = deque()
         self._due: list[float] = []  # monotonic times at which a cycle must run (heap)
         self._due_lock = threading.Lock()  # request threads add deadlines too
         # Held while admitting (the loop's cycle or a submit's own admission): the
         # caches below are shared by both.
         self._admit_lock = threading.Lock()
-        self._kept: _KeptSnapshot | None = None  # for admit_on_submit
+        self._kept: _KeptSnapshot | None = None  # for admission at submit (submitting)
         self._pending_left = False  # the last admission round left workloads pending
-        self._last_submit = -float("inf")  # when admit_on_submit was last asked (monotonic)
-        # admit_on_submit outcomes: admitted; left to the loop because the scheduler
+        self._last_submit = -float("inf")  # when a submit last came (monotonic)
+        # outcomes of admission at submit: admitted; left to the loop because the scheduler
         # said so (left), submissions came close together (burst), the loop was
         # admitting (busy) or the kept snapshot was not current (stale)
         self.on_submit: dict[str, int] = defaultdict(int)
@@ -329,41 +340,60 @@ class ControlLoop:
         return tuple(self._usage or ())
 
     def _due_in(self, delay_s: float) -> None:
-        """Make sure a cycle runs `delay_s` seconds from now (a retry's backoff ends, a
-        deadline passes), even when the poll interval is longer."""
+        """Make sure a full cycle runs `delay_s` seconds from now (a retry's backoff ends,
+        a deadline passes), even when the poll interval is longer."""
+        when = time.monotonic() + max(delay_s, 0.0)
         with self._due_lock:
-            heapq.heappush(self._due, time.monotonic() + max(delay_s, 0.0))
+            earliest = not self._due or when < self._due[0]
+            heapq.heappush(self._due, when)
+        if earliest and threading.current_thread() is not self._thread:
+            self._wake.set()  # the loop is waiting for a later time: let it look again
 
     def _next_wait(self) -> float:
-        now = time.monotonic()
         wait = self.cfg.scheduler.poll_interval
+        with self._due_lock:
+            if self._due:
+                wait = min(wait, self._due[0] - time.monotonic())
+        return max(wait, 0.0)
+
+    def _take_due(self) -> bool:
+        """Drop the due times that have come; True if there were any."""
+        now = time.monotonic()
+        came = False
         with self._due_lock:
             while self._due and self._due[0] <= now:
                 heapq.heappop(self._due)
-            if self._due:
-                wait = min(wait, self._due[0] - now)
-        return max(wait, 0.0)
+                came = True
+        return came
 
     def _run(self) -> None:
         while not self._stop.is_set():
             woken = self._wake.wait(self._next_wait())
             self._wake.clear()  # before taking the flag: a later wake() is seen next time
+            due = self._take_due()
             with self._full_lock:
-                # Only replica exits woke us: look at those replicas alone. A wake() or
-                # the poll tick (deadlines, stops, missed exits): look at every one.
-                full, self._full = self._full or not woken or not self._exits.enabled, False
+                # Only replica exits woke us: look at those replicas alone. A wake(), a
+                # due time, the poll tick, or no full look for a poll interval (steady
+                # exits): look at every one (deadlines, stops, exits not watched).
+                overdue = time.monotonic() - self._last_full >= self.cfg.scheduler.poll_interval
+                full = self._full or not woken or due or overdue or not self._exits.enabled
+                self._full = False
             if self._stop.is_set():
                 break
             try:
                 self.cycle(full)
+                if full:
+                    self._last_full = time.monotonic()
                 # Read the next submit's snapshot ahead, unless submissions come in a
-                # burst (admit_on_submit does not run then; each commit would make the
+                # burst (no admission at submit then; each commit would make the
                 # read stale at once).
                 sparse = time.monotonic() - self._last_submit >= BURST_GAP_S
                 if sparse:
                     self.keep_snapshot()
             except Exception:
                 log.exception("control loop cycle failed")
+                with self._full_lock:
+                    self._full = True  # exits already taken from the watcher: look again
                 self._stop.wait(min(1.0, self.cfg.scheduler.poll_interval))
 
     def cycle(self, full: bool = True) -> None:
@@ -371,6 +401,8 @@ class ControlLoop:
 
         ``full=False``: observe only the replicas whose exits the watcher reported."""
         self.cycles += 1
+        while self._to_launch:
+            self.launch_admitted(self._to_launch.popleft())
         # Admit first: a submit's wake-up should not wait behind bookkeeping of exits.
         while self.admit_and_launch():
             pass
@@ -640,7 +672,7 @@ class ControlLoop:
         if not submitted:
             with self.db.read() as s:
                 # The common idle case (nothing waiting) costs one indexed lookup, not a
-                # whole snapshot, a write lock, nor the admission lock (admit_on_submit
+                # whole snapshot, a write lock, nor the admission lock (a submit
                 # finds it free).
                 if not self._note_pending(self._anything_pending(s)):
                     return False
@@ -669,51 +701,72 @@ class ControlLoop:
             )
             return self._apply_decisions(s, info, decisions, now)
 
-    def admit_on_submit(self, s: Session, w: Workload, user: str) -> Admitted | None:
-        """Admit job `w`, just inserted in transaction `s` by `user`, right there.
+    @contextmanager
+    def submitting(self) -> Iterator[Callable[[Session, Workload, str], Admitted | None] | None]:
+        """Around a submit's write transaction: yields ``admit(s, w, user)`` that admits
+        job `w`, just inserted in transaction `s` by `user`, right there -- or None when
+        submissions come in a burst (less than ``BURST_GAP_S`` apart: the loop's batches
+        share one snapshot among many jobs) or the loop is admitting.
 
-        Only while submissions are sparse (none in the last ``BURST_GAP_S``: in a burst
-        the loop's batches cost less per job), when nothing else is pending
-        and the scheduler admits `w` alone without preempting anything (see the module
-        docstring); otherwise None, and the loop decides as usual. Call
-        ``launch_admitted`` with the result once `s` has committed."""
+        Open it before the transaction and close it after: the admission lock is held
+        until the transaction has committed and its counters have moved, so that no
+        other admission can use the kept snapshot meanwhile. ``admit`` returns None
+        (the loop then decides as usual) unless the kept snapshot is current, nothing
+        else is pending and the scheduler admits `w` alone without preempting anything
+        (see the module docstring). Pass what it returns to ``launch_admitted`` once
+        the transaction has committed."""
         if not self.cfg.scheduler.admit_on_submit:
-            return None
-        now_m = time.monotonic()
-        previous, self._last_submit = self._last_submit, now_m
-        if now_m - previous < BURST_GAP_S:
-            self.on_submit["burst"] += 1
-            return None
-        # Never wait for the loop here: it takes this lock before the database's, the
-        # caller already holds the database's.
+            yield None
+            return
+        now = time.monotonic()
+        previous, self._last_submit = self._last_submit, now
+        if now - previous < BURST_GAP_S:
+            self._count("burst")
+            yield None
+            return
+        # Never wait: a submit is not to queue behind the loop's cycle.
         if not self._admit_lock.acquire(blocking=False):
-            self.on_submit["busy"] += 1
-            return None
+            self._count("busy")
+            yield None
+            return
         try:
+            yield self._admit_at_submit
+        finally:
+            self._admit_lock.release()
+
+    def _admit_at_submit(self, s: Session, w: Workload, user: str) -> Admitted | None:
+        try:
+            if not self.db.is_sqlite:
+                # Serialises with the loop's and other servers' admissions (first: the
+                # counters are only looked at under it).
+                if not s.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                                {"k": _PG_ADMIT_LOCK}):  # fmt: skip
+                    self._count("busy")
+                    return None
+            elif not self.db.holds_write_lock(s):
+                self._count("busy")  # SQLite's lock taken without ours (a timeout): no proof
+                return None
             kept = self._current_kept()
             if kept is None:
                 # Reading a snapshot here would cost what the loop's cycle costs.
-                self.on_submit["stale"] += 1
-                return None
-            if not self.db.is_sqlite and not s.scalar(
-                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _PG_ADMIT_LOCK}
-            ):
-                self.on_submit["busy"] += 1
+                self._count("stale")
                 return None
             # A savepoint: should admitting fail, the submission itself still stands.
             with s.begin_nested():
                 done = self._admit_one(s, w, user, kept.info)
-            self.on_submit["admitted" if done is not None else "left"] += 1
+            self._count("admitted" if done is not None else "left")
             return done
         except Exception:
             log.exception("admission at submit of %s failed; left to the control loop", w.id)
             return None
-        finally:
-            self._admit_lock.release()
+
+    def _count(self, outcome: str) -> None:
+        with self._full_lock:  # request threads count concurrently
+            self.on_submit[outcome] += 1
 
     def snapshot_is_current(self) -> bool:
         """Whether the kept snapshot is what a read now would give, with nothing pending
-        in it (admit_on_submit can use it)."""
+        in it (admission at submit can use it)."""
         return self._current_kept() is not None
 
     def _current_kept(self) -> _KeptSnapshot | None:
@@ -749,19 +802,24 @@ class ControlLoop:
         return self._apply_decisions(s, info, decisions, now)
 
     def keep_snapshot(self) -> None:
-        """Read a snapshot ahead for ``admit_on_submit``, unless the kept one is current."""
+        """Read a snapshot ahead for admission at submit, unless the kept one is current."""
         if not self.cfg.scheduler.admit_on_submit:
+            return
+        if self._pending_left:
+            # Useless at submit (no job jumps the queue): not worth a read.
+            self._kept = None
             return
         versions = self.db.versions.get(SNAPSHOT_TABLES)  # before the read: see Database
         if self._kept is not None and self._kept.versions == versions:
             return
         # No admission lock: only this (the loop's) thread reads ahead or loads the
         # usage, and the kept snapshot is replaced in one assignment.
-        if self._pending_left:
-            # Useless to admit_on_submit (no job jumps the queue): not worth a read.
-            self._kept = None
-            return
         with self.db.read() as s:
+            # Pending work a snapshot leaves out (a retry in its backoff) counts too: a
+            # submit must not go ahead of it once its backoff ends.
+            if self._anything_pending(s):
+                self._kept = None
+                return
             now = utcnow()
             if self._usage is None:
                 self._usage = self._read_usage(s, now)
@@ -779,6 +837,22 @@ class ControlLoop:
     def _note_pending(self, left: bool) -> bool:
         self._pending_left = left
         return left
+
+    def start_admitted(self, done: Admitted) -> None:
+        """After a submit's transaction admitted its job (``submitting``) and committed:
+        start it in this request thread when it has no code to prepare, else hand it to
+        the loop's thread. Either way the loop reads its snapshot ahead again once the
+        burst gap has passed."""
+        if any(plan.code is not None for plan in done.plans):
+            self._to_launch.append(done)
+            self.wake()
+        else:
+            try:
+                self.launch_admitted(done)
+            except Exception:  # the job is admitted and committed: never a 500 for it
+                log.exception("starting %s failed", [p.workload_id for p in done.plans])
+                self.wake()
+        self._due_in(BURST_GAP_S)
 
     def launch_admitted(self, done: Admitted) -> None:
         """After the commit: stop what was preempted, start what was admitted."""
@@ -1005,76 +1079,54 @@ class ControlLoop:
         return handles, None, utcnow()
 
     def _launch_all(self, plans: list[_Plan]) -> None:
-        """Start every plan, then record all their handles and ``running`` in one
-        transaction (a crash in between leaves those replicas ``launching``;
-        ``reconcile`` finds and stops them through ``Executor.find_launched``)."""
-        started: list[tuple[_Plan, dict[int, dict[str, Any]], str | None, datetime]] = []
-        try:
-            for plan in plans:
-                started.append((plan, *self._start(plan)))
-        finally:
+        """Start each plan and record its handles and ``running`` in a transaction of its
+        own right after: at any moment at most one workload has started replicas whose
+        handles are not recorded (a crash then leaves them ``launching``; ``reconcile``
+        finds and stops them through ``Executor.find_launched``)."""
+        trouble = False
+        for plan in plans:
+            handles, error, when = self._start(plan)
             try:
-                if started and self._record_launches(started):
-                    self.wake()
+                trouble |= self._record_launch(plan, handles, error, when)
             finally:
-                for _, handles, _, _ in started:
-                    for rid, h in handles.items():
-                        self._watch(h, rid)
+                for rid, h in handles.items():
+                    self._watch(h, rid)
+        if trouble:
+            self.wake()
 
-    def _record_launches(
-        self, started: list[tuple[_Plan, dict[int, dict[str, Any]], str | None, datetime]]
+    def _record_launch(
+        self, plan: _Plan, handles: dict[int, dict[str, Any]], error: str | None, when: datetime
     ) -> bool:
-        """One transaction: each plan's handles, replica states and workload state.
-        True when a further cycle is needed (a start failed, or was cancelled meanwhile)."""
+        """One transaction: the plan's handles, replica states and the workload's state.
+        True when a further cycle is needed (failed, or cancelled meanwhile)."""
         trouble = False
         with self.db.session() as s:
+            r = s.connection().execute(select(*_WROW).where(Workload.id == plan.workload_id)).one()
             events: list[dict[str, Any]] = []
-            rows = {
-                r.id: r
-                for r in s.connection().execute(
-                    select(*_WROW).where(Workload.id.in_([p.workload_id for p, *_ in started]))
-                )
-            }
-            for plan, handles, error, when in started:
-                trouble |= self._record_one(s, rows[plan.workload_id], plan, handles, error, when,
-                                            events)  # fmt: skip
+            for rid, *_ in plan.replicas:
+                if rid in handles:
+                    values = {"handle": handles[rid], "state": "running", "started_at": when}
+                else:
+                    values = {"state": "failed", "finished_at": when}
+                s.connection().execute(update(Replica).where(Replica.id == rid).values(**values))
+            if r.state != State.ADMITTED:
+                trouble = True  # cancelled meanwhile: observe() stops what was started
+            elif error is not None:
+                trouble = True
+                _apply(s, r, State.FAILED, error, when, events)
+            else:
+                nodes = sorted({x[3] for x in plan.replicas})
+                if _apply(
+                    s, r, State.RUNNING,
+                    f"{len(handles)} replica(s) started on {', '.join(nodes)} "
+                    f"(attempt {plan.attempt})",
+                    when, events,
+                    values={"deadline_at": when + timedelta(seconds=plan.max_runtime_s)},
+                    attempt=plan.attempt,
+                ):  # fmt: skip
+                    self._due_in(plan.max_runtime_s)
+                else:
+                    trouble = True  # cancelled meanwhile: observe() stops what was started
             if events:
                 s.connection().execute(insert(Event), events)
-        return trouble
-
-    def _record_one(
-        self,
-        s: Any,
-        r: Any,
-        plan: _Plan,
-        handles: dict[int, dict[str, Any]],
-        error: str | None,
-        when: datetime,
-        events: list[dict[str, Any]],
-    ) -> bool:
-        trouble = False
-        for rid, *_ in plan.replicas:
-            if rid in handles:
-                values = {"handle": handles[rid], "state": "running", "started_at": when}
-            else:
-                values = {"state": "failed", "finished_at": when}
-            s.connection().execute(update(Replica).where(Replica.id == rid).values(**values))
-        if r.state != State.ADMITTED:
-            trouble = True  # cancelled meanwhile: observe() stops what was started
-        elif error is not None:
-            trouble = True
-            _apply(s, r, State.FAILED, error, when, events)
-        else:
-            nodes = sorted({x[3] for x in plan.replicas})
-            if _apply(
-                s, r, State.RUNNING,
-                f"{len(handles)} replica(s) started on {', '.join(nodes)} "
-                f"(attempt {plan.attempt})",
-                when, events,
-                values={"deadline_at": when + timedelta(seconds=plan.max_runtime_s)},
-                attempt=plan.attempt,
-            ):  # fmt: skip
-                self._due_in(plan.max_runtime_s)
-            else:
-                trouble = True  # cancelled meanwhile: observe() stops what was started
         return trouble

@@ -168,6 +168,13 @@ class Database:
         with self._write() as s, s.begin():
             yield s
 
+    def holds_write_lock(self, s: Session) -> bool:
+        """SQLite: whether session `s` took this process's write lock at its BEGIN (it
+        goes on without it after a timeout); always True elsewhere."""
+        if not self.is_sqlite:
+            return True
+        return bool(s.connection().connection.info.get(_HOLDS_WRITE_LOCK))
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only transaction (never blocks writers on SQLite)."""

@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from .conftest import Plinth, role
+from .conftest import Plinth, role, wait_for
 
 
 def targz(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
@@ -117,3 +117,18 @@ def test_oversized_body_is_refused_by_content_length_and_while_streaming(plinth:
     r = plinth.c.post("/api/v1/files", headers=h, content=chunks())
     assert r.status_code == 413 and "cap" in r.json()["detail"]
     assert _stored_files(plinth) == []
+
+
+def test_a_job_with_code_admitted_at_submit_is_started_by_the_loop(plinth: Plinth) -> None:
+    # Extracting an upload (or checking out a commit) may take long: the submit request
+    # admits the job but leaves its start to the control loop's thread.
+    r = _post(plinth, plinth.admin, targz([file("main.py", b"print('from the upload')\n")]))
+    sha = r.json()["sha256"]
+    loop = plinth.c.app.state.plinth.loop
+    wait_for(loop.snapshot_is_current, what="the loop to read its snapshot ahead")
+    job = plinth.submit(
+        plinth.admin, {"main": {**role(""), "command": ["python", "main.py"]}}, code={"file": sha}
+    )
+    assert job["state"] == "admitted"
+    assert plinth.wait(plinth.admin, job["id"])["state"] == "succeeded"
+    assert plinth.log(plinth.admin, job["id"], "main", 0) == "from the upload\n"

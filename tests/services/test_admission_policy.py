@@ -46,3 +46,14 @@ def test_the_schedulers_placement_rules_count_at_submit() -> None:
         unplaceable_reason(nodes, (ReplicaDemand("main", 0, 8, 1024, 1),), SchedulerConfig())
         is None
     )
+
+
+def test_a_gang_the_scheduler_can_place_is_not_refused_for_a_heuristics_miss() -> None:
+    # First-fit in the given order works here, largest-first would not ...
+    cpu_nodes = (NodeFree("n1", "h", 4, 100, ()), NodeFree("n2", "h", 6, 10, ()))
+    gang = (ReplicaDemand("b", 0, 3, 60, 0), ReplicaDemand("a", 0, 4, 5, 0))
+    assert unplaceable_reason(cpu_nodes, gang, SchedulerConfig()) is None
+    # ... and largest-first works here, where the given order would not.
+    gpu_nodes = (node("a", gpus=2), node("b", gpus=1))
+    gang = (ReplicaDemand("x", 0, 1, 1, 1), ReplicaDemand("y", 0, 1, 1, 2))
+    assert unplaceable_reason(gpu_nodes, gang, SchedulerConfig()) is None

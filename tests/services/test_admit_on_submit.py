@@ -5,6 +5,7 @@ by the request; anything else is left to the control loop, which decides as befo
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy import update
 from plinth.config import ServerConfig
 from plinth.services.jobs import insert_job, prepare_job
 from plinth.services.specs import JobSpec
-from plinth.store.models import Group
+from plinth.store.models import Group, Workload
 
 from .rig import CFG, PY, SLEEP, Rig, drive, wait_for
 
@@ -32,11 +33,11 @@ def _submit(rig: Rig, loop: Any, spec: JobSpec) -> tuple[str, bool]:
     """Submit as the API does: (job id, whether it was admitted at submit)."""
     with rig.db.read() as s:
         new = prepare_job(s, rig.admin, spec, rig.cfg, loop.capacity())
-    with rig.db.session() as s:
+    with loop.submitting() as admit, rig.db.session() as s:
         w = insert_job(s, new)
-        done = loop.admit_on_submit(s, w, rig.admin.user)
+        done = admit(s, w, rig.admin.user) if admit is not None else None
     if done is not None:
-        loop.launch_admitted(done)
+        loop.start_admitted(done)
     return w.id, done is not None
 
 
@@ -124,3 +125,18 @@ def test_an_exit_cycle_looks_only_at_the_replicas_that_ended(rig: Rig) -> None:
     assert rig.job(quick).state == "running"  # the ended one was not looked at
     assert loop.observe(only={q.id})
     assert rig.job(quick).state == "succeeded" and rig.job(slow).state == "running"
+
+
+def test_a_retry_waiting_out_its_backoff_keeps_newcomers_behind_it(rig: Rig) -> None:
+    loop = rig.loop()
+    waiting = rig.submit()
+    with rig.db.session() as s:  # pending, but not before its backoff ends
+        s.execute(
+            update(Workload)
+            .where(Workload.id == waiting)
+            .values(not_before=datetime.now(UTC) + timedelta(hours=1))
+        )
+    loop.keep_snapshot()
+    assert not loop.snapshot_is_current()  # no snapshot kept while anything is pending
+    wid, admitted = _submit(rig, loop, _spec())
+    assert not admitted and rig.job(wid).state == "pending"

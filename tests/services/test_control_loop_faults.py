@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from plinth.executors.local import LocalExecutor
 from plinth.services import control_loop as cl
@@ -41,7 +42,7 @@ def _crash_before_recording(
         raise _Crash
 
     with monkeypatch.context() as m:
-        m.setattr(ControlLoop, "_record_launches", crash)
+        m.setattr(ControlLoop, "_record_launch", crash)
         with pytest.raises(_Crash):
             rig.loops[-1].admit_and_launch()
     reps = [r for w in wids for r in rig.replicas(w)]
@@ -84,16 +85,25 @@ def test_replica_started_but_unrecorded_at_a_crash_is_found_and_stopped(
     assert "orphan_stopped" in [e.type for e in rig.events(wid)]
 
 
-def test_a_crash_before_a_batch_is_recorded_leaves_every_workload_to_reconcile(
+def test_launch_records_each_workload_before_starting_the_next(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rig.loop()
+    loop = rig.loop()
     a, b = rig.submit(), rig.submit()
-    # One cycle admits and starts both; the server dies before the batch's record.
-    _crash_before_recording(rig, monkeypatch, [a, b])
-    report = reconcile(rig.db, LocalExecutor(rig.cfg_nodes()), rig.cfg.jobs.grace)
-    assert (report.orphans_stopped, report.lost, report.requeued) == (2, 0, 2)
-    assert {rig.job(a).state, rig.job(b).state} == {"pending"}
+    seen: list[dict[str, str]] = []
+    real_start = ControlLoop._start
+
+    def start(self: ControlLoop, plan: Any) -> Any:
+        with rig.db.read() as s:
+            seen.append({i: st for i, st in s.execute(select(Workload.id, Workload.state))})
+        return real_start(self, plan)
+
+    monkeypatch.setattr(ControlLoop, "_start", start)
+    loop.admit_and_launch()
+    assert len(seen) == 2
+    # When the second workload starts, the first is already recorded as running.
+    first = next(w for w in (a, b) if seen[0][w] == "admitted")
+    assert seen[1][first] == "running"
 
 
 def _supervisor_pid(rig: Rig, wid: str) -> int:

@@ -29,16 +29,15 @@ def _one(ctx: Ctx, w) -> JobOut:
 
 
 def _queue(ctx: Ctx, p: Caller, new: svc.NewJob) -> JobOut:
-    """Insert a prepared job; admit and start it right away when the scheduler would
-    (``ControlLoop.admit_on_submit``), else hand it to the control loop."""
-    with ctx.db.session() as s:
+    """Insert a prepared job; admit it in the same transaction when the scheduler would
+    at once (``ControlLoop.submitting``), else hand it to the control loop."""
+    with ctx.loop.submitting() as admit, ctx.db.session() as s:
         w = svc.insert_job(s, new)
-        admitted = ctx.loop.admit_on_submit(s, w, p.user)
+        admitted = admit(s, w, p.user) if admit is not None else None
     if admitted is None:
         ctx.loop.wake(w)  # committed: the control loop may admit it now
         return job_out(w, w.spec["group"], p.user)
-    ctx.loop.launch_admitted(admitted)
-    ctx.loop.wake()  # the loop reads its snapshot ahead again
+    ctx.loop.start_admitted(admitted)
     with ctx.db.read() as s:
         return job_out(svc.get_job(s, p, w.id), w.spec["group"], p.user)
 
