@@ -49,7 +49,7 @@ from pydantic import (
 )
 
 from plinth import scheduler as core
-from plinth.services.units import parse_duration_s, parse_memory_mib
+from plinth.services.units import parse_duration_s, parse_memory_mib, parse_size_bytes
 
 __all__ = [
     "CodeConfig",
@@ -210,29 +210,29 @@ class JobsConfig(_Strict):
     )
 
 
+def _byte_cap(v: Any) -> int:
+    """A byte cap: bare numbers are bytes, units are exact (``100Mi`` = 104857600)."""
+    size = parse_size_bytes(v)
+    if size < 1:
+        raise ValueError(f"must be a positive size in bytes or with units (100Mi), got {v!r}")
+    return size
+
+
 class UploadsConfig(_Strict):
     max_packed: int = 100 * 1024 * 1024  # bytes
     max_unpacked: int = 1024 * 1024 * 1024  # bytes
     max_files: int = Field(default=100_000, ge=1)
 
-    @field_validator("max_packed", "max_unpacked", mode="before")
-    @classmethod
-    def _size(cls, v: Any) -> int:
-        if isinstance(v, str):
-            v = parse_memory_mib(v) * 1024 * 1024 if not v.strip().isdigit() else int(v)
-        if int(v) < 1:
-            raise ValueError(f"must be a positive size in bytes or with units (100Mi), got {v!r}")
-        return int(v)
+    _size = field_validator("max_packed", "max_unpacked", mode="before")(
+        classmethod(lambda cls, v: _byte_cap(v))
+    )
 
 
 class ApiConfig(_Strict):
     #: Largest request body in bytes, except code uploads (uploads.max_packed).
     max_body: int = 1024 * 1024
 
-    @field_validator("max_body", mode="before")
-    @classmethod
-    def _size(cls, v: Any) -> int:
-        return UploadsConfig._size(v)
+    _size = field_validator("max_body", mode="before")(classmethod(lambda cls, v: _byte_cap(v)))
 
 
 EXECUTOR_NICE_DEFAULT = 5

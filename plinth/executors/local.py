@@ -36,6 +36,7 @@ from typing import Any
 
 from plinth.executors import supervisor as _supervisor
 from plinth.executors.base import EXIT_LOST, Executor, NodeCapacity, ReplicaLaunch
+from plinth.units import parse_memory_mib
 
 __all__ = ["LocalExecutor", "machine_capacity", "parse_memory_mib"]
 
@@ -85,37 +86,6 @@ def inherited_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 #: it was meant for may not have bound it yet.
 _PORT_QUARANTINE_S = 120.0
 
-_MEMORY_UNITS = {
-    "": 1 / (1024 * 1024),  # bytes
-    "ki": 1 / 1024,
-    "mi": 1,
-    "gi": 1024,
-    "ti": 1024 * 1024,
-    "k": 1000 / (1024 * 1024),
-    "m": 1000**2 / 1024**2,
-    "g": 1000**3 / 1024**2,
-    "t": 1000**4 / 1024**2,
-}
-
-
-def parse_memory_mib(value: float | str) -> int:
-    """A memory quantity in MiB: ``"512Mi"``, ``"4Gi"``, ``"1G"``, ``"1048576"`` (bytes).
-
-    A bare number given as int/float is taken as MiB already (configuration files
-    written by hand); a bare string of digits as bytes (Kubernetes' convention).
-    """
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError(f"memory must not be negative, got {value}")
-        return int(value)
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(value))
-    unit = match.group(2).lower() if match else None
-    if not match or unit not in _MEMORY_UNITS:
-        raise ValueError(
-            f"invalid memory quantity {value!r}: use a number with a unit such as 512Mi, 4Gi or 1G"
-        )
-    return int(float(match.group(1)) * _MEMORY_UNITS[unit])
-
 
 def machine_capacity(name: str = "local") -> NodeCapacity:
     """This machine as one node: ``os.cpu_count()`` cores, ``MemTotal`` of
@@ -153,8 +123,10 @@ def _node_from_config(item: NodeCapacity | Mapping[str, Any]) -> NodeCapacity:
         raise ValueError(
             f"node {name!r}: cpu must be a number of cores and gpu an integer"
         ) from None
-    memory = item.get("memory_mib", item.get("memory", 0))
-    memory_mib = parse_memory_mib(memory)
+    try:  # one parser for specs, the configuration and here: a bare number is MiB
+        memory_mib = parse_memory_mib(item.get("memory_mib", item.get("memory", 0)))
+    except ValueError as e:
+        raise ValueError(f"node {name!r}: {e}") from None
     if cpu < 0 or gpu < 0:
         raise ValueError(f"node {name!r}: cpu and gpu must not be negative")
     return NodeCapacity(

@@ -152,7 +152,7 @@ def test_inventory_from_configuration() -> None:
 @pytest.mark.parametrize(
     ("nodes", "message"),
     [
-        ([{"name": "a", "cpu": 1, "memory": "lots"}], "invalid memory quantity 'lots'"),
+        ([{"name": "a", "cpu": 1, "memory": "lots"}], "node 'a': memory 'lots' is not understood"),
         ([{"cpu": 1}], "non-empty string `name`"),
         ([{"name": "a", "cpus": 1}], "unknown field.*cpus"),
         ([{"name": "a", "cpu": -1}], "must not be negative"),
@@ -166,10 +166,14 @@ def test_bad_node_configuration_says_what_to_fix(nodes: list, message: str) -> N
 
 @pytest.mark.parametrize(
     ("text", "mib"),
-    [("512Mi", 512), ("4Gi", 4096), ("1Ti", 1 << 20), ("1048576", 1), ("2G", 1907), (64, 64)],
+    # The same parser as job specs and the configuration: a bare number is MiB, string or
+    # not, and a part of a MiB rounds up (2G = 1907.3 MiB).
+    [("512Mi", 512), ("4Gi", 4096), ("1Ti", 1 << 20), ("1024", 1024), ("2G", 1908), (64, 64)],
 )
 def test_parse_memory_mib(text: str | int, mib: int) -> None:
     assert parse_memory_mib(text) == mib
+    node = LocalExecutor(nodes=[{"name": "a", "cpu": 1, "memory": text}]).inventory()[0]
+    assert node.memory_mib == mib
 
 
 def test_allocate_port_gives_distinct_bindable_ports(executor: LocalExecutor) -> None:

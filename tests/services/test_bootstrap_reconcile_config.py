@@ -117,6 +117,31 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     assert cfg.executor_nice == EXECUTOR_NICE_DEFAULT
 
 
+def test_byte_caps_are_exact_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("uploads: {max_packed: 1.5Mi, max_unpacked: 1000}\napi: {max_body: 100k}\n")
+    cfg = load_config(path)
+    assert cfg.uploads.max_packed == 1536 * 1024  # was rounded up to 2Mi
+    assert cfg.uploads.max_unpacked == 1000  # bare numbers are bytes
+    assert cfg.api.max_body == 100_000  # was rounded up to a whole MiB
+    path.write_text("uploads: {max_packed: '65536'}\n")
+    assert load_config(path).uploads.max_packed == 65536
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "key"),
+    [("api: {max_body: 1MB}", r"api\.max_body.*'1MB' is not understood.*'512Mi'"),
+     ("api: {max_body: 0}", r"api\.max_body.*positive"),
+     ("uploads: {max_unpacked: true}", r"uploads\.max_unpacked"),
+     ("uploads: {max_packed: -5}", r"uploads\.max_packed")],
+)  # fmt: skip
+def test_bad_byte_caps_name_the_key(tmp_path: Path, yaml_text: str, key: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text + "\n")
+    with pytest.raises(ConfigError, match=key):
+        load_config(path)
+
+
 @pytest.mark.parametrize("value", ["-1", "20", "high"])
 def test_executor_nice_out_of_range_names_the_key(tmp_path: Path, value: str) -> None:
     bad = tmp_path / "c.yaml"

@@ -7,21 +7,57 @@ import json
 import pytest
 
 from plinth.services.replica_env import ReplicaAddress, replica_env
-from plinth.services.units import parse_duration_s, parse_memory_mib
+from plinth.services.units import parse_duration_s, parse_memory_mib, parse_size_bytes
 
 
 @pytest.mark.parametrize(
     ("value", "mib"),
-    [(512, 512), ("512Mi", 512), ("4Gi", 4096), ("1G", 954), ("1.5Gi", 1536), ("1024Ki", 1)],
-)
+    [
+        (512, 512), ("512Mi", 512), ("4Gi", 4096), ("1G", 954), ("1.5Gi", 1536), ("1024Ki", 1),
+        ("512", 512),  # a bare number is MiB, given as a number or as a string
+        (0.5, 1), ("1Ki", 1), ("1k", 1), ("1Ti", 1 << 20), (" 4 Gi ", 4096), (0, 0),
+    ],
+)  # fmt: skip
 def test_memory(value: object, mib: int) -> None:
     assert parse_memory_mib(value) == mib  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("bad", ["4GB", "-1", "abc", "", True, float("inf"), 2**50])
+@pytest.mark.parametrize(
+    "bad", ["4GB", "-1", "abc", "", True, float("inf"), float("nan"), 2**50, "4gi", "1m", None]
+)
 def test_memory_refused_with_the_accepted_forms(bad: object) -> None:
     with pytest.raises(ValueError, match="memory"):
         parse_memory_mib(bad)  # type: ignore[arg-type]
+
+
+def test_memory_message_lists_the_units() -> None:
+    with pytest.raises(ValueError, match=r"memory '4GB' is not understood.*'4Gi'.*Ki, Mi, Gi"):
+        parse_memory_mib("4GB")
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [
+        (1000, 1000), ("1000", 1000),  # a bare number is bytes
+        ("100Mi", 100 * 2**20), ("1Gi", 2**30), ("1.5Ki", 1536), ("100k", 100_000),
+        ("100K", 100_000), ("1G", 10**9), ("2T", 2 * 10**12),
+        ("1.1Ki", 1127), (0.5, 1), ("0.001k", 1), (0, 0),  # exact, fractions round up
+        ("1048576Ti", 2**60),
+    ],
+)  # fmt: skip
+def test_size_bytes_exact(value: object, size: int) -> None:
+    assert parse_size_bytes(value) == size  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["4GB", "-1", -1, "1e3", "", False, float("inf"), 2**60 + 1])
+def test_size_refused_naming_what(bad: object) -> None:
+    with pytest.raises(ValueError, match="max_body"):
+        parse_size_bytes(bad, what="max_body")  # type: ignore[arg-type]
+
+
+def test_memory_is_the_size_parser_in_mib() -> None:
+    for text in ("1G", "1.1Ki", "3Mi", "7", "0.25Gi"):
+        assert parse_memory_mib(text) == -(-parse_size_bytes(text, bare_unit="Mi") // 2**20)
 
 
 @pytest.mark.parametrize(
