@@ -19,6 +19,8 @@ __all__ = ["mix64", "ndtri", "normal_init", "slot_of", "uniform01"]
 
 @numba.njit(cache=True, inline="always")
 def mix64(x: np.uint64) -> np.uint64:
+    """The splitmix64 finalizer; the one implementation of it (callable from Python on a
+    ``np.uint64`` scalar too). uint64 arithmetic wraps modulo 2**64 in numba as in C."""
     z = x + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)

@@ -28,37 +28,15 @@ Deletions in ``sn`` use backward-shift (no tombstones accumulate in the live arr
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numba
 import numpy as np
 from numba import carray
 
+from plinth.sparse._numba_cache import drop_stale_numba_cache
 
-def _drop_stale_numba_cache() -> None:
-    """numba's on-disk cache (``cache=True``) is keyed by the caching function's own source
-    file only, so editing a module these kernels inline from (``_hash``, ``_pointers``,
-    ``optimizers``, ``sketch``) would leave stale machine code in use. Keep a digest of those
-    sources beside the cache and drop the cached kernels when it changes."""
-    here = Path(__file__).resolve().parent
-    names = ("_hash.py", "_pointers.py", "optimizers.py", "sketch.py")
-    try:
-        digest = hashlib.sha256(b"".join((here / n).read_bytes() for n in names)).hexdigest()
-        cache = here / "__pycache__"
-        stamp = cache / "_kernels.deps"
-        if stamp.is_file() and stamp.read_text() == digest:
-            return
-        for pattern in ("_kernels.*.nbi", "_kernels.*.nbc", "sketch.*.nbi", "sketch.*.nbc"):
-            for f in cache.glob(pattern):
-                f.unlink(missing_ok=True)
-        cache.mkdir(exist_ok=True)
-        stamp.write_text(digest)
-    except OSError:
-        pass  # read-only install: numba then caches elsewhere or not at all
-
-
-_drop_stale_numba_cache()
+# Before the imports below, whose compiled code the cached kernels here inline: drop those
+# kernels when any of those modules changed (see _numba_cache).
+drop_stale_numba_cache(__file__)
 
 from plinth.sparse._hash import mix64, normal_init, slot_of, uniform01
 from plinth.sparse._pointers import (
@@ -174,12 +152,10 @@ def _home(key: np.int64, cap: np.int64) -> np.int64:
 
 
 @numba.njit(cache=True, inline="always")
-def _find(s: np.ndarray, key: np.int64) -> np.int64:
-    """Slot of ``key`` in slot array ``s``, or -1."""
+def _find_from(s: np.ndarray, key: np.int64, p: np.int64) -> np.int64:
+    """Slot of ``key`` in slot array ``s`` (non-empty), or -1, probing from slot ``p`` (the
+    key's home slot, computed ahead by callers that prefetch it)."""
     cap = s.shape[0] >> 1
-    if cap == 0:
-        return np.int64(-1)
-    p = _home(key, cap)
     while True:
         r = s[2 * p + 1]
         if r == EMPTY:
@@ -189,6 +165,15 @@ def _find(s: np.ndarray, key: np.int64) -> np.int64:
         p += 1
         if p == cap:
             p = 0
+
+
+@numba.njit(cache=True, inline="always")
+def _find(s: np.ndarray, key: np.int64) -> np.int64:
+    """Slot of ``key`` in slot array ``s``, or -1."""
+    cap = s.shape[0] >> 1
+    if cap == 0:
+        return np.int64(-1)
+    return _find_from(s, key, _home(key, cap))
 
 
 @numba.njit(cache=True, inline="always")
@@ -293,21 +278,6 @@ def _prefetch_slot(base: np.int64, h: np.int64) -> None:
     prefetch(a)
     if (a & 63) >= 32:
         prefetch(a + 64)
-
-
-@numba.njit(cache=True, inline="always")
-def _find_from(s: np.ndarray, key: np.int64, p: np.int64) -> np.int64:
-    """Like ``_find`` with the home slot ``p`` already computed."""
-    cap = s.shape[0] >> 1
-    while True:
-        r = s[2 * p + 1]
-        if r == EMPTY:
-            return np.int64(-1)
-        if r > 0 and s[2 * p] == key:
-            return p
-        p += 1
-        if p == cap:
-            p = 0
 
 
 @numba.njit(cache=True, inline="always")

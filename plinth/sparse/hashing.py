@@ -23,22 +23,18 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+from plinth.sparse._numba_cache import drop_stale_numba_cache
+
+drop_stale_numba_cache(__file__)  # before importing compiled code from siblings
+
+from plinth.sparse._hash import mix64 as _mix
+
 __all__ = ["hash_ints", "hash_strings", "hash_values", "missing_id", "mix64", "salt64"]
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _MISSING = np.uint64(0x6D697373696E6721)  # "missing!" — any fixed constant works
 _MISSING_C = _MISSING  # module global read by the compiled kernel
-
-
-@numba.njit(cache=True, inline="always")
-def _mix(x: np.uint64) -> np.uint64:
-    # splitmix64 finalizer; uint64 arithmetic wraps modulo 2^64 in numba as in C.
-    z = x + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -93,15 +89,7 @@ def salt64(field: str | int) -> np.uint64:
 
 def missing_id(field: str | int) -> int:
     """The id every null value of ``field`` hashes to."""
-    return int(np.uint64(_mix_py(int(_MISSING) ^ int(salt64(field)))).astype(np.int64))
-
-
-def _mix_py(x: int) -> int:
-    m = 0xFFFFFFFFFFFFFFFF
-    z = (x + int(_GOLDEN)) & m
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
-    return z ^ (z >> 31)
+    return int(np.array(_mix(_MISSING ^ salt64(field)), dtype=np.uint64).view(np.int64))
 
 
 def hash_ints(raw: np.ndarray | Sequence[int], field: str | int) -> np.ndarray:

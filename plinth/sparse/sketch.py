@@ -17,6 +17,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from plinth.sparse._numba_cache import drop_stale_numba_cache
+
+drop_stale_numba_cache(__file__)  # before importing compiled code from siblings
+
 from plinth.sparse._hash import mix64, slot_of
 
 __all__ = ["CountMinSketch", "sketch_add", "sketch_estimate"]
