@@ -45,22 +45,16 @@ from typing import Any
 from plinth.cli.local_server import LocalServer
 from plinth.client import TERMINAL_STATES, Client
 
+try:
+    from benchmarks._stats import percentile
+except ImportError:  # run as a script: benchmarks/ is sys.path[0]
+    from _stats import percentile
+
 COMMAND = [sys.executable, "-c", "pass"]
 SLEEP = [sys.executable, "-c", "import time; time.sleep(300)"]
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 # One node big enough that all burst jobs are admitted at once (memory in MiB).
 CONFIG = {"nodes": [{"name": "bench", "cpu": 4096, "memory": 4 * 1024 * 1024, "gpu": 0}]}
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) with linear interpolation between ranks."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = (len(ordered) - 1) * q / 100.0
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def parse_time(value: str) -> datetime:

@@ -30,15 +30,19 @@ from plinth.executors.base import ReplicaLaunch
 from plinth.executors.local import LocalExecutor
 from plinth.executors.supervisor import proc_start_time
 
+try:
+    from benchmarks._stats import percentile
+except ImportError:  # run as a script: benchmarks/ is sys.path[0]
+    from _stats import percentile
+
 COMMAND = [shutil.which("true") or "/bin/true"]
 
 
 def _quantiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
     return {
-        "p50_s": statistics.median(ordered),
-        "p90_s": ordered[int(0.9 * (len(ordered) - 1))],
-        "mean_s": statistics.fmean(ordered),
+        "p50_s": percentile(samples, 50),
+        "p90_s": percentile(samples, 90),
+        "mean_s": statistics.fmean(samples),
     }
 
 

@@ -82,6 +82,11 @@ from plinth.scheduler.trace import (
     offered_load,
 )
 
+try:
+    from benchmarks._stats import percentile
+except ImportError:  # run as a script: benchmarks/ is sys.path[0]
+    from _stats import percentile
+
 _KUEUE = SchedulerConfig(ordering=Ordering.FIFO, borrowing=True, reclaim=True,
                          fair_borrowing=False, backfill=False,
                          placement=PlacementPolicy.FIRST_FIT, cpu_work_on_gpu_nodes=False)
@@ -115,16 +120,6 @@ class _Run:
     started: float
     end: float  # natural end (actual runtime, capped by max_runtime)
     stop_at: float | None = None  # set when preempted: end of the grace period
-
-
-def _percentile(xs: list[float], q: float) -> float:
-    if not xs:
-        return 0.0
-    xs = sorted(xs)
-    k = (len(xs) - 1) * q
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 def simulate(trace: list[TraceItem], nodes, groups, config: SchedulerConfig,
@@ -254,7 +249,7 @@ def simulate(trace: list[TraceItem], nodes, groups, config: SchedulerConfig,
         "jain_index": round(jain, 4),
         "preemptions": preemptions,
         "wasted_gpu_hours": round(wasted_gpu_s / 3600.0, 2),
-        "wait_p95_s": {g: round(_percentile(v, 0.95), 1) for g, v in waits.items()},
+        "wait_p95_s": {g: round(percentile(v, 95, empty=0.0), 1) for g, v in waits.items()},
         "wait_mean_s": {g: round(sum(v) / len(v), 1) if v else 0.0 for g, v in waits.items()},
         "workloads": len(trace),
         "never_started": sum(1 for it in trace if it.workload.id not in first_start),
@@ -280,7 +275,7 @@ def _pool(rs: list[dict]) -> dict:
         "jain_index": round(sum(r["jain_index"] for r in rs) / len(rs), 4),
         "preemptions": sum(r["preemptions"] for r in rs),
         "wasted_gpu_hours": round(sum(r["wasted_gpu_hours"] for r in rs), 2),
-        "wait_p95_s": {g: round(_percentile(v, 0.95), 1) for g, v in waits.items()},
+        "wait_p95_s": {g: round(percentile(v, 95, empty=0.0), 1) for g, v in waits.items()},
         "wait_mean_s": {g: round(sum(v) / len(v), 1) if v else 0.0 for g, v in waits.items()},
         "workloads": sum(r["workloads"] for r in rs),
         "never_started": sum(r["never_started"] for r in rs),

@@ -35,15 +35,15 @@ import hashlib
 import io
 import os
 import posixpath
-import shutil
 import stat
 import tarfile
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pathspec
+
+from plinth.artifacts._staging import staged_directory
 
 __all__ = [
     "ArchiveInfo",
@@ -577,21 +577,9 @@ def extract_archive(data: bytes, dest: Path, limits: ArchiveLimits) -> None:
     ``FileExistsError`` for a non-empty ``dest``.
     """
     validate_archive(data, limits)
-    dest = Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise FileExistsError(f"{dest} already exists and is not an empty directory")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            tar.extractall(tmp, filter="data")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        if dest.exists():
-            dest.rmdir()  # empty, checked above
-        os.rename(tmp, dest)
-    except tarfile.FilterError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise UnsafeArchiveError(f"the archive was refused while extracting: {exc}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with staged_directory(dest) as tmp:
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+                tar.extractall(tmp, filter="data")
+        except tarfile.FilterError as exc:
+            raise UnsafeArchiveError(f"the archive was refused while extracting: {exc}") from None

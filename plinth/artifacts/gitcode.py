@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from plinth.artifacts._staging import staged_directory
 
 __all__ = ["GitError", "checkout", "is_commit_id", "resolve_ref"]
 
@@ -195,46 +196,36 @@ def checkout(url: str, commit: str, dest: Path, *, timeout_s: float = GIT_TIMEOU
         )
     path = _local_path(url)
     source = os.fspath(_local_git_dir(path, url, timeout_s).resolve()) if path else url
-    dest = Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise FileExistsError(f"{dest} already exists and is not an empty directory")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
-    try:
-        with tempfile.TemporaryDirectory(prefix="plinth-git-") as git_dir:
-            _git(["init", "--quiet", "--bare", git_dir])
-            fetched = _git(
-                ["fetch", "--quiet", "--depth", "1", "--", source, commit],
-                cwd=git_dir,
-                timeout=timeout_s,
+    with (
+        staged_directory(dest) as work,
+        tempfile.TemporaryDirectory(prefix="plinth-git-") as git_dir,
+    ):
+        _git(["init", "--quiet", "--bare", git_dir])
+        fetched = _git(
+            ["fetch", "--quiet", "--depth", "1", "--", source, commit],
+            cwd=git_dir,
+            timeout=timeout_s,
+        )
+        if fetched.returncode != 0:
+            raise GitError(
+                f"commit {commit} not found in {url}: "
+                f"{_last_line(fetched.stderr) or 'git fetch failed'}"
             )
-            if fetched.returncode != 0:
-                raise GitError(
-                    f"commit {commit} not found in {url}: "
-                    f"{_last_line(fetched.stderr) or 'git fetch failed'}"
-                )
-            done = _git(
-                [
-                    f"--git-dir={git_dir}",
-                    f"--work-tree={work}",
-                    "-c",
-                    "core.autocrlf=false",
-                    "-c",
-                    "advice.detachedHead=false",
-                    "checkout",
-                    "--quiet",
-                    "--force",
-                    "--detach",
-                    commit,
-                ],
-                timeout=timeout_s,
-            )
-            if done.returncode != 0:
-                raise GitError(f"cannot check out {commit} from {url}: {_last_line(done.stderr)}")
-        os.chmod(work, 0o755)  # mkdtemp makes it 0700
-        if dest.exists():
-            dest.rmdir()  # empty, checked above
-        os.rename(work, dest)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+        done = _git(
+            [
+                f"--git-dir={git_dir}",
+                f"--work-tree={work}",
+                "-c",
+                "core.autocrlf=false",
+                "-c",
+                "advice.detachedHead=false",
+                "checkout",
+                "--quiet",
+                "--force",
+                "--detach",
+                commit,
+            ],
+            timeout=timeout_s,
+        )
+        if done.returncode != 0:
+            raise GitError(f"cannot check out {commit} from {url}: {_last_line(done.stderr)}")

@@ -266,14 +266,8 @@ def logs(
         except KeyboardInterrupt:
             _detached(job_id)
         return
-    rows = [
-        r
-        for r in client.jobs.replicas(job_id)
-        if (role is None or r["role"] == role)
-        and (replica is None or r["replica"] == replica)
-        and (attempt is None or r.get("attempt", 0) == attempt)
-    ]
-    if not rows:
+    keys = client.jobs.log_keys(job_id, role=role, replica=replica, attempt=attempt)
+    if not keys:
         client.jobs.get(job_id)  # a job that is not there (or not visible) -> NotFound
         wanted = ", ".join(
             f"{k} {v}"
@@ -286,7 +280,6 @@ def logs(
             )
         out.note(f"Job {job_id} has no replica output yet.")
         return
-    keys = sorted({(str(r["role"]), int(r["replica"]), int(r.get("attempt", 0))) for r in rows})
     if not prefixed:
         keys = keys[-1:]  # one replica asked for: its latest attempt (or the one asked for)
     for r_role, r_replica, r_attempt in keys:

@@ -78,6 +78,28 @@ class Jobs:
         """One row per role, replica and attempt (every attempt is kept)."""
         return cast("list[Replica]", self._t.json("GET", f"{_job(job_id)}/replicas"))
 
+    def log_keys(
+        self,
+        job_id: str,
+        *,
+        role: str | None = None,
+        replica: int | None = None,
+        attempt: int | None = None,
+    ) -> list[tuple[str, int, int]]:
+        """The ``(role, replica, attempt)`` of every log the job has, sorted, optionally
+        filtered by role, replica index and attempt (``None`` = all): what
+        :meth:`follow_logs` reads. Empty when nothing matches (or nothing started yet).
+        """
+        return sorted(
+            {
+                (str(r["role"]), int(r["replica"]), int(r.get("attempt", 0)))
+                for r in self.replicas(job_id)
+                if (role is None or r["role"] == role)
+                and (replica is None or r["replica"] == replica)
+                and (attempt is None or r.get("attempt", 0) == attempt)
+            }
+        )
+
     def logs(
         self,
         job_id: str,
@@ -141,13 +163,7 @@ class Jobs:
             ended = job.get("state") in TERMINAL_STATES
             if ended and ended_at is None:
                 ended_at = time.monotonic()
-            keys = sorted(
-                (str(r["role"]), int(r["replica"]), int(r.get("attempt", 0)))
-                for r in self.replicas(job_id)
-                if (role is None or r["role"] == role)
-                and (replica is None or r["replica"] == replica)
-                and (attempt is None or r.get("attempt", 0) == attempt)
-            )
+            keys = self.log_keys(job_id, role=role, replica=replica, attempt=attempt)
             progressed = False
             for key in keys:
                 if key in complete:

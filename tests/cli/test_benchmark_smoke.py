@@ -35,3 +35,19 @@ def test_control_plane_benchmark_quick() -> None:
         assert report[key] > 0, key
     assert report["latency_p99_s"] >= report["latency_p50_s"]
     assert report["jobs"] == 20
+
+
+def test_the_benchmarks_share_one_percentile() -> None:
+    sys.path.insert(0, str(REPO))
+    try:
+        from benchmarks._stats import percentile
+    finally:
+        sys.path.remove(str(REPO))
+    assert percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.5  # the median
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 90) == pytest.approx(4.6)  # interpolated
+    assert percentile([5.0, 1.0], 0) == 1.0 and percentile([5.0, 1.0], 100) == 5.0
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([], 95, empty=0.0) == 0.0
+    for q in (-1, 101):
+        with pytest.raises(ValueError):
+            percentile([1.0], q)
