@@ -520,6 +520,113 @@ def pull_train(ids: np.ndarray, out: np.ndarray, start: np.int64, room: np.int64
 # ---------------------------------------------------------------- push
 
 
+@numba.njit(cache=True, inline="always")
+def _prefetch_row(bt: np.ndarray, r: np.int64, shift: np.int64, dim: np.int64, sw: np.int64,
+                  half: bool) -> None:
+    """Prefetch the lines an optimizer step on row ``r`` touches: values, state, meta."""
+    vb = dim * (2 if half else 4)
+    _prefetch_span(_vaddr(bt, r, shift, vb), vb)
+    _prefetch_span(_saddr(bt, r, shift, sw), 4 * sw)
+    prefetch(_meta(bt, r, shift))
+
+
+@numba.njit(cache=True, inline="always")
+def _update_row(bt: np.ndarray, r: np.int64, shift: np.int64, dim: np.int64, sw: np.int64,
+                half: bool, kind: np.int64, w: np.ndarray, g: np.ndarray, hp: np.ndarray,
+                occ: np.int64, step: np.int64, tnow: np.float32) -> None:
+    """One optimizer step on row ``r`` with gradient ``g`` (``w``: dim floats of scratch);
+    adds ``occ`` to its count, stamps ``step``/``tnow`` and marks it dirty."""
+    # Both typed views of the row's address; only the one matching the storage is used.
+    ph = ptr_u16(_vaddr(bt, r, shift, dim * 2))
+    pf = ptr_f32(_vaddr(bt, r, shift, dim * 4))
+    if half:
+        for jj in range(dim):
+            w[jj] = half_to_f32(ph[jj])
+    else:
+        for jj in range(dim):
+            w[jj] = pf[jj]
+    st = carray(ptr_f32(_saddr(bt, r, shift, sw)), (sw,))
+    update_row(kind, w, st, g, hp)
+    if half:
+        for jj in range(dim):
+            ph[jj] = f32_to_half(w[jj])
+    else:
+        for jj in range(dim):
+            pf[jj] = w[jj]
+    mt = _meta(bt, r, shift)
+    pc = ptr_u32(mt + M_COUNT)
+    c = np.int64(pc[0]) + occ
+    pc[0] = np.uint32(min(c, _U32_MAX))
+    ptr_u32(mt + M_STEP)[0] = np.uint32(step)
+    ptr_f32(mt + M_TIME)[0] = tnow
+    pf8 = ptr_u8(mt + M_FLAGS)
+    pf8[0] = np.uint8(pf8[0] | F_DIRTY)
+
+
+# A float32 is NaN or infinite iff its exponent bits are all ones; adding one exponent step
+# then carries into its sign bit. Two floats per uint64 word, OR-ed over a block: vectorises.
+_EXP2 = np.uint64(0x7F8000007F800000)
+_EXP2_STEP = np.uint64(0x0080000000800000)
+_SIGN2 = np.uint64(0x8000000080000000)
+
+
+@numba.njit(cache=True, nogil=True)
+def all_finite(x: np.ndarray) -> bool:
+    """True when no element of the C-contiguous float32 array ``x`` is NaN or infinite: one
+    pass, no temporary (``np.isfinite(x).all()`` allocates a boolean array of x's size)."""
+    flat = x.reshape(-1)
+    n = flat.shape[0]
+    if n & 1:
+        if not np.isfinite(flat[n - 1]):
+            return False
+        n -= 1
+    words = flat[:n].view(np.uint64)
+    for b0 in range(0, words.shape[0], 2048):
+        blk = words[b0:b0 + 2048]
+        bad = np.uint64(0)
+        # An unsigned index: numba then emits no negative-index wraparound, which would
+        # keep the loop from vectorising (3x slower than numpy's isfinite instead of 2x faster).
+        for i in range(blk.shape[0]):
+            bad |= (blk[np.uint64(i)] & _EXP2) + _EXP2_STEP
+        if bad & _SIGN2:
+            return False
+    return True
+
+
+@numba.njit(cache=True, inline="always")
+def _step_rows(rows: np.ndarray, u: np.int64, g: np.ndarray, occ: np.ndarray, bt: np.ndarray,
+               shift: np.int64, dim: np.int64, sw: np.int64, half: bool, kind: np.int64,
+               hp: np.ndarray, step: np.int64, tnow: np.float32) -> np.int64:
+    """Optimizer step on ``rows[k]`` with gradient ``g[k]`` for k < u, adding ``occ[k]`` to
+    its count (1 when ``occ`` is empty); rows < 0 are skipped. Each row's lines are
+    prefetched DIST rows ahead. Returns the rows updated."""
+    w = np.empty(dim, dtype=np.float32)
+    done = np.int64(0)
+    for kk in range(u + DIST):
+        if kk < u and rows[kk] >= 0:
+            _prefetch_row(bt, rows[kk], shift, dim, sw, half)
+        k = kk - DIST
+        if k >= 0 and rows[k] >= 0:
+            c = occ[k] if occ.shape[0] > 0 else np.int64(1)
+            _update_row(bt, rows[k], shift, dim, sw, half, kind, w, g[k], hp, c, step, tnow)
+            done += 1
+    return done
+
+
+@numba.njit(cache=True, nogil=True)
+def push_unique(ids: np.ndarray, grads: np.ndarray, sn: np.ndarray, so: np.ndarray,
+                bt: np.ndarray, shift: np.int64, dim: np.int64, sw: np.int64, half: bool,
+                kind: np.int64, hp: np.ndarray, step: np.int64, tnow: np.float32) -> np.int64:
+    """``push`` for ids known to be distinct: no dedup table, no gradient copy — each id's
+    row is stepped with its own gradient row. Same result as ``push`` on distinct ids (rows
+    updated in the same order with the same gradients). Returns the rows updated."""
+    n = ids.shape[0]
+    rows = np.empty(n, dtype=np.int64)
+    lookup_rows(ids, sn, so, rows)
+    return _step_rows(rows, n, grads, np.empty(0, dtype=np.int64), bt, shift, dim, sw, half,
+                      kind, hp, step, tnow)
+
+
 @numba.njit(cache=True, nogil=True)
 def push(ids: np.ndarray, grads: np.ndarray, sn: np.ndarray, so: np.ndarray, bt: np.ndarray,
          shift: np.int64, dim: np.int64, sw: np.int64, half: bool, kind: np.int64,
@@ -577,44 +684,7 @@ def push(ids: np.ndarray, grads: np.ndarray, sn: np.ndarray, so: np.ndarray, bt:
             for jj in range(dim):
                 acc[k, jj] += grads[j, jj]
     # Stage 2: optimizer step per distinct row, its lines prefetched DIST rows ahead.
-    w = np.empty(dim, dtype=np.float32)
-    vb = dim * (2 if half else 4)
-    for kk in range(u + DIST):
-        if kk < u:
-            r = urows[kk]
-            _prefetch_span(_vaddr(bt, r, shift, vb), vb)
-            _prefetch_span(_saddr(bt, r, shift, sw), 4 * sw)
-            prefetch(_meta(bt, r, shift))
-        k = kk - DIST
-        if k < 0:
-            continue
-        r = urows[k]
-        # Both typed views of the row's address; only the one matching the storage is used.
-        ph = ptr_u16(_vaddr(bt, r, shift, dim * 2))
-        pf = ptr_f32(_vaddr(bt, r, shift, dim * 4))
-        if half:
-            for jj in range(dim):
-                w[jj] = half_to_f32(ph[jj])
-        else:
-            for jj in range(dim):
-                w[jj] = pf[jj]
-        st = carray(ptr_f32(_saddr(bt, r, shift, sw)), (sw,))
-        update_row(kind, w, st, acc[k], hp)
-        if half:
-            for jj in range(dim):
-                ph[jj] = f32_to_half(w[jj])
-        else:
-            for jj in range(dim):
-                pf[jj] = w[jj]
-        mt = _meta(bt, r, shift)
-        pc = ptr_u32(mt + M_COUNT)
-        c = np.int64(pc[0]) + occ[k]
-        pc[0] = np.uint32(min(c, _U32_MAX))
-        ptr_u32(mt + M_STEP)[0] = np.uint32(step)
-        ptr_f32(mt + M_TIME)[0] = tnow
-        pf8 = ptr_u8(mt + M_FLAGS)
-        pf8[0] = np.uint8(pf8[0] | F_DIRTY)
-    return u
+    return _step_rows(urows, u, acc, occ, bt, shift, dim, sw, half, kind, hp, step, tnow)
 
 
 # ---------------------------------------------------------------- eviction

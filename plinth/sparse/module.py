@@ -15,9 +15,10 @@
 
 After ``loss.backward()`` call :meth:`SparseEmbedding.apply_sparse_gradients`: it pushes each
 leaf's gradient to its table (``table.push(unique_ids, grad)``), where the table's own
-optimizer (SGD/Adagrad/FTRL/Adam) updates the rows. The module depends only on the
-tables' batch-shaped ``pull``/``push``, so a parameter-server client with those two methods
-works unchanged (:class:`TableLike`).
+optimizer (SGD/Adagrad/FTRL/Adam) updates the rows; a local
+:class:`~plinth.sparse.table.EmbeddingTable` gets ``unique=True``, so it skips deduplicating
+again. The module depends only on the tables' batch-shaped ``pull``/``push``, so a
+parameter-server client with those two methods works unchanged (:class:`TableLike`).
 
 Contract: at most one training forward per :meth:`apply_sparse_gradients` (the pending
 gradients of a second forward would be pushed together, which is fine for gradient
@@ -36,6 +37,7 @@ import torch
 from torch import nn
 
 from plinth.sparse.jagged import KeyedJaggedTensor
+from plinth.sparse.table import EmbeddingTable
 
 __all__ = ["FeatureSpec", "SparseEmbedding", "TableLike", "unique_inverse"]
 
@@ -240,7 +242,12 @@ class SparseEmbedding(nn.Module):
         for p in pending:
             if p.weight.grad is None:
                 continue
-            self.tables[p.table].push(p.ids, p.weight.grad.numpy())
+            table = self.tables[p.table]
+            if isinstance(table, EmbeddingTable):
+                # p.ids came out of unique_inverse: the table need not deduplicate again.
+                table.push(p.ids, p.weight.grad.numpy(), unique=True)
+            else:
+                table.push(p.ids, p.weight.grad.numpy())
             pushed += len(p.ids)
         return pushed
 

@@ -60,7 +60,8 @@ Semantics
   other reads).
 - ``push(ids, grads)`` sums gradients of duplicate ids, applies the optimizer once per row,
   adds the number of occurrences to the row's count and stamps the current step and time.
-  Ids without a row are ignored.
+  Ids without a row are ignored. ``push(ids, grads, unique=True)`` skips the summing for a
+  caller whose ids are already distinct (same result, less work).
 - ``advance(step, now)`` sets the clock the table stamps rows with; ``step`` defaults to the
   current step + 1 and ``now`` to ``time.time()``. Until the first call, the step is 0.
 - Eviction (``Eviction``): ``evict()`` removes rows idle past a TTL and, with ``max_rows``,
@@ -353,7 +354,7 @@ class EmbeddingTable:
                 f"dtype {arr.dtype}"
             )
         arr = np.ascontiguousarray(arr, dtype=np.float32)
-        if not np.isfinite(arr).all():
+        if not K.all_finite(arr):
             raise TableInputError(
                 f"table {self._cfg.name!r}: grads contain NaN or infinity; nothing was "
                 f"applied — check the loss and learning rate"
@@ -489,18 +490,24 @@ class EmbeddingTable:
                 grow = max(1, min(grow, self._evict_above - len(self)))
             self._reserve(grow)
 
-    def push(self, ids: Any, grads: Any) -> int:
+    def push(self, ids: Any, grads: Any, unique: bool = False) -> int:
         """Apply the optimizer to the rows of ``ids`` with ``grads`` (float32, (n, dim)).
 
         Gradients of duplicate ids are summed first; ids without a row are ignored. Returns
-        the number of distinct rows updated. Input is checked before anything changes."""
+        the number of distinct rows updated. Input is checked before anything changes.
+
+        ``unique=True`` is for callers whose ids are already distinct (``SparseEmbedding``
+        deduplicates before its pull): it skips the batch-local dedup and the copy of the
+        gradients, with bit-identical results. It is a promise, not checked: an id given
+        twice then gets two optimizer steps, one per gradient, instead of one on their sum."""
         ids = self._ids(ids)
         grads = self._grads(grads, ids.shape[0])
         n = ids.shape[0]
         if n == 0:
             return 0
         self._migrate_some(n)
-        updated = K.push(ids, grads, self._sn, self._so, self._bt(), self._shift, self._dim,
+        kernel = K.push_unique if unique else K.push
+        updated = kernel(ids, grads, self._sn, self._so, self._bt(), self._shift, self._dim,
                          self._sw, self._half, self._kind, self._hp, self._step, self._tnow())
         if self._max_rows is not None and len(self) > self._evict_above:
             self._evict(ttl=False)
