@@ -47,7 +47,9 @@ MEMORY_UNITS: dict[str, float] = {unit: size / 2**20 for unit, size in SIZE_UNIT
 MAX_SIZE_BYTES = 2**60
 MAX_MEMORY_MIB = MAX_SIZE_BYTES // 2**20
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(" + "|".join(SIZE_UNITS) + r")?\s*$")
+# At most 30 digits on each side of the point: more is never a size, and Fraction would
+# refuse thousands of digits with a message that names neither the field nor the forms.
+_SIZE_RE = re.compile(r"^\s*(\d{1,30}(?:\.\d{1,30})?)\s*(" + "|".join(SIZE_UNITS) + r")?\s*$")
 _BARE = {"": "bytes", "Mi": "MiB"}  # how the messages name a bare number
 
 

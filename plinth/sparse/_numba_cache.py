@@ -57,27 +57,44 @@ def _import_graph(stem: str) -> dict[str, set[str]]:
     return graph
 
 
+def _digest(stems: list[str]) -> str:
+    h = hashlib.sha256()
+    for m in stems:
+        h.update(m.encode() + b"\0" + (_HERE / f"{m}.py").read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _unchanged(stem: str, stamp: Path) -> bool:
+    """Whether the stamp's digest still matches: the module itself and the package
+    modules it reached when the stamp was written (listed in the stamp, so that an
+    import does not cost a parse of every source; a new import changes the module's
+    own source, which sends the check down the full path)."""
+    try:
+        digest, *deps = stamp.read_bytes().decode("utf-8").split("\n")
+        return digest == _digest([stem, *deps])
+    except (OSError, ValueError):  # no stamp, a module gone, a damaged stamp
+        return False
+
+
 def drop_stale_numba_cache(module_file: str) -> None:
     """Drop the cached kernels of the module at ``module_file`` (and of the modules it
     reaches that themselves compile in a sibling's code) when the source of any package
     module it reaches has changed since the last check."""
     stem = Path(module_file).stem
+    cache = _HERE / "__pycache__"
+    stamp = cache / f"{stem}.deps"
+    if _unchanged(stem, stamp):
+        return
     try:
         graph = _import_graph(stem)
-        h = hashlib.sha256()
-        for m in sorted(set(graph) - {stem}):
-            h.update(m.encode() + b"\0" + (_HERE / f"{m}.py").read_bytes() + b"\0")
-        digest = h.hexdigest()
-        cache = _HERE / "__pycache__"
-        stamp = cache / f"{stem}.deps"
-        if stamp.is_file() and stamp.read_text() == digest:
-            return
-        for m, deps in graph.items():
-            if m == stem or deps:
+        deps = sorted(set(graph) - {stem})
+        digest = _digest([stem, *deps])
+        for m, uses in graph.items():
+            if m == stem or uses:
                 for pattern in (f"{m}.*.nbi", f"{m}.*.nbc"):
                     for f in cache.glob(pattern):
                         f.unlink(missing_ok=True)
         cache.mkdir(exist_ok=True)
-        stamp.write_text(digest)
-    except (OSError, SyntaxError):
+        stamp.write_text("\n".join([digest, *deps]))
+    except (OSError, SyntaxError, ValueError):
         pass  # read-only install: numba then caches elsewhere or not at all

@@ -243,7 +243,7 @@ class SparseEmbedding(nn.Module):
             if p.weight.grad is None:
                 continue
             table = self.tables[p.table]
-            if isinstance(table, EmbeddingTable):
+            if type(table).push is EmbeddingTable.push:  # not a subclass's own push
                 # p.ids came out of unique_inverse: the table need not deduplicate again.
                 table.push(p.ids, p.weight.grad.numpy(), unique=True)
             else:

@@ -107,3 +107,8 @@ def test_ps_gets_no_torch_rendezvous_but_a_single_role_does() -> None:
     single = [ReplicaAddress("main", 0, "h", 1), ReplicaAddress("main", 1, "h", 2)]
     env = _env("main", 1, single)
     assert (env["RANK"], env["WORLD_SIZE"], env["MASTER_PORT"]) == ("1", "2", "1")
+
+
+def test_a_size_with_thousands_of_digits_is_refused_with_the_accepted_forms() -> None:
+    with pytest.raises(ValueError, match="not understood"):
+        parse_memory_mib("0." + "0" * 5000 + "1Ti")
