@@ -23,6 +23,7 @@ __all__ = [
     "MAX_MEMORY_MIB",
     "MAX_SIZE_BYTES",
     "MEMORY_UNITS",
+    "SIZE_PATTERN",
     "SIZE_UNITS",
     "parse_memory_mib",
     "parse_size_bytes",
@@ -49,7 +50,11 @@ MAX_MEMORY_MIB = MAX_SIZE_BYTES // 2**20
 
 # At most 30 digits on each side of the point: more is never a size, and Fraction would
 # refuse thousands of digits with a message that names neither the field nor the forms.
-_SIZE_RE = re.compile(r"^\s*(\d{1,30}(?:\.\d{1,30})?)\s*(" + "|".join(SIZE_UNITS) + r")?\s*$")
+_NUMBER = r"\d{1,30}(?:\.\d{1,30})?"
+_UNIT = "|".join(SIZE_UNITS)
+_SIZE_RE = re.compile(rf"^\s*({_NUMBER})\s*({_UNIT})?\s*$")
+#: The same syntax without surrounding blanks, for JSON schemas (``pattern``).
+SIZE_PATTERN = rf"^{_NUMBER}(?:{_UNIT})?$"
 _BARE = {"": "bytes", "Mi": "MiB"}  # how the messages name a bare number
 
 

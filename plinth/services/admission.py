@@ -44,47 +44,34 @@ class ReplicaDemand:
         )
 
 
-@dataclass(frozen=True)
-class Placement:
-    role: str
-    replica: int
-    node: str
-    address: str
-    gpus: tuple[int, ...]
-
-
 @dataclass
 class _Free:
-    name: str
-    address: str
     cpu: float
     memory: int
-    gpus: list[int]
+    gpus: int
+    has_gpus: bool  # a GPU node (for the CPU-only rule), whatever is left free
 
 
 def _place(
-    free: list[_Free],
+    nodes: tuple[NodeFree, ...],
     replicas: tuple[ReplicaDemand, ...],
     allowed: Callable[[_Free, ReplicaDemand], bool] | None = None,
-) -> tuple[list[Placement] | None, ReplicaDemand | None]:
-    """First-fit every replica on a copy of `free`; commit to `free` only if all fit.
-    `allowed(node, replica)`: whether the replica may go on that node at all."""
-    trial = [_Free(n.name, n.address, n.cpu, n.memory, list(n.gpus)) for n in free]
-    out: list[Placement] = []
+) -> ReplicaDemand | None:
+    """First-fit every replica, in order, on the empty `nodes`: None when all fit, else
+    the first that did not. `allowed(node, replica)`: may the replica go there at all."""
+    free = [_Free(n.cpu, n.memory, len(n.gpus), bool(n.gpus)) for n in nodes]
     for r in replicas:
-        for n in trial:
+        for n in free:
             if allowed is not None and not allowed(n, r):
                 continue
-            if n.cpu + _EPS >= r.cpu and n.memory >= r.memory and len(n.gpus) >= r.gpu:
+            if n.cpu + _EPS >= r.cpu and n.memory >= r.memory and n.gpus >= r.gpu:
                 n.cpu -= r.cpu
                 n.memory -= r.memory
-                gpus, n.gpus = tuple(n.gpus[: r.gpu]), n.gpus[r.gpu :]
-                out.append(Placement(r.role, r.replica, n.name, n.address, gpus))
+                n.gpus -= r.gpu
                 break
         else:
-            return None, r
-    free[:] = trial
-    return out, None
+            return r
+    return None
 
 
 def _fits(
@@ -97,14 +84,10 @@ def _fits(
     Packing a gang is bin packing: first-fit is tried in the given order and largest
     first, and the gang counts as placeable when either succeeds, so that a job the
     scheduler can start is not refused for a heuristic's miss."""
-    blocker = None
     decreasing = tuple(sorted(replicas, key=lambda r: (r.gpu, r.cpu, r.memory), reverse=True))
-    for order in (replicas, decreasing):
-        free = [_Free(n.name, n.address, n.cpu, n.memory, list(n.gpus)) for n in nodes]
-        placed, missed = _place(free, order, allowed)
-        if placed is not None:
-            return None
-        blocker = blocker or missed
+    blocker = _place(nodes, replicas, allowed)
+    if blocker is None or _place(nodes, decreasing, allowed) is None:
+        return None
     return blocker
 
 
@@ -129,7 +112,7 @@ def unplaceable_reason(
     mixed = any(n.gpus for n in nodes) and any(not n.gpus for n in nodes)
     if policy is None or policy.cpu_work_on_gpu_nodes or not mixed:
         return None
-    blocker = _fits(nodes, replicas, allowed=lambda n, r: r.gpu > 0 or not n.gpus)
+    blocker = _fits(nodes, replicas, allowed=lambda n, r: r.gpu > 0 or not n.has_gpus)
     if blocker is None:
         return None
     return (

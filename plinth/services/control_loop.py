@@ -200,6 +200,10 @@ class _Cached:
     code: dict[str, Any] | None
     demands: tuple[ReplicaDemand, ...]
 
+    @classmethod
+    def of(cls, spec: dict[str, Any], code: dict[str, Any] | None) -> _Cached:
+        return cls(spec, code, replica_demands(spec))
+
 
 @dataclass
 class _Lifecycle:
@@ -290,6 +294,7 @@ class ControlLoop:
         # said so (left), submissions came close together (burst), the loop was
         # admitting (busy) or the kept snapshot was not current (stale)
         self.on_submit: dict[str, int] = defaultdict(int)
+        self._count_lock = threading.Lock()
         # (pending id, attempt) -> its scheduler value (see build_snapshot)
         self._pending_cache: dict[tuple[str, int], core.Workload] = {}
         self._usage: list[core.UsageRecord] | None = None  # fair-share history (memory)
@@ -327,9 +332,7 @@ class ControlLoop:
         handed over so the cycle need not read its spec back from the database."""
         if workload is not None and workload.spec is not None:
             # A plain dict assignment: atomic under the GIL, read by the loop thread.
-            self._specs[workload.id] = _Cached(
-                workload.spec, workload.code, replica_demands(workload.spec)
-            )
+            self._specs[workload.id] = _Cached.of(workload.spec, workload.code)
             self._submitted = True
         with self._full_lock:
             self._full = True
@@ -761,7 +764,7 @@ class ControlLoop:
             return None
 
     def _count(self, outcome: str) -> None:
-        with self._full_lock:  # request threads count concurrently
+        with self._count_lock:  # request threads count concurrently
             self.on_submit[outcome] += 1
 
     def snapshot_is_current(self) -> bool:
@@ -797,7 +800,7 @@ class ControlLoop:
         if decisions.preemptions or [a.workload_id for a in decisions.admissions] != [w.id]:
             return None
         info = dataclasses.replace(base, snapshot=snapshot, pending={w.id: w.attempt})
-        self._specs[w.id] = _Cached(w.spec, w.code, replica_demands(w.spec))
+        self._specs[w.id] = _Cached.of(w.spec, w.code)
         self.last_phases = decisions.phases
         return self._apply_decisions(s, info, decisions, now)
 
@@ -1032,7 +1035,7 @@ class ControlLoop:
                     Workload.id.in_(missing[i : i + 500])
                 )
             ):
-                self._specs[wid] = _Cached(spec, code, replica_demands(spec))
+                self._specs[wid] = _Cached.of(spec, code)
         if len(self._specs) > 5000:
             keep = set(ids)
             self._specs = {k: v for k, v in self._specs.items() if k in keep}

@@ -40,7 +40,6 @@ __all__ = [
     "prepare_rerun",
     "read_log",
     "replica_demands",
-    "rerun_job",
     "submit_job",
 ]
 
@@ -271,13 +270,6 @@ def submit_job(
 ) -> Workload:
     """Validate and queue a job in one transaction (``prepare_job`` + ``insert_job``)."""
     return insert_job(session, prepare_job(session, p, spec, cfg, nodes))
-
-
-def rerun_job(
-    session: Session, p: Principal, job_id: str, cfg: ServerConfig, nodes: tuple[NodeFree, ...]
-) -> Workload:
-    """Queue a rerun in one transaction (``prepare_rerun`` + ``insert_job``)."""
-    return insert_job(session, prepare_rerun(session, p, job_id, cfg, nodes))
 
 
 def prepare_rerun(

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from plinth.services.units import SIZE_UNITS, parse_duration_s, parse_memory_mib
+from plinth.services.units import SIZE_PATTERN, parse_duration_s, parse_memory_mib
 
 __all__ = [
     "NAME_PATTERN",
@@ -48,8 +48,6 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 MAX_REPLICAS_PER_ROLE = 256
 MAX_ROLES = 16
 
-# The JSON schema's view of what parse_memory_mib reads (same units, same digit caps).
-MEMORY_PATTERN = r"^\d{1,30}(\.\d{1,30})?(" + "|".join(SIZE_UNITS) + ")?$"
 MemoryMiB = Annotated[
     int,
     BeforeValidator(parse_memory_mib),
@@ -57,7 +55,7 @@ MemoryMiB = Annotated[
         {
             "anyOf": [
                 {"type": "integer", "minimum": 0, "maximum": 2**40},
-                {"type": "string", "pattern": MEMORY_PATTERN},
+                {"type": "string", "pattern": SIZE_PATTERN},
             ],
             "description": "MiB, or a string with a unit: 512Mi, 4Gi, 1G",
         },
