@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
-from plinth.services.control_loop import LIVE_REPLICA_STATES, ControlLoop
+from plinth.scheduler.resources import Resources
+from plinth.services.admit_at_submit import OUTCOMES
+from plinth.services.control_loop import ControlLoop
 from plinth.services.lifecycle import State
+from plinth.services.status import resources_in_use, workload_counts
 from plinth.store.db import Database
-from plinth.store.models import Replica, Workload
 
 __all__ = ["make_registry"]
 
@@ -24,17 +25,8 @@ class _PlinthCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         with self.db.read() as s:
-            by_state = dict(
-                s.execute(select(Workload.state, func.count()).group_by(Workload.state)).all()
-            )
-            res = s.execute(
-                select(Replica.resources).where(Replica.state.in_(LIVE_REPLICA_STATES))
-            ).scalars()
-            cpu = mem = gpu = 0.0
-            for r in res:
-                cpu += float(r.get("cpu", 0))
-                mem += float(r.get("memory", 0))
-                gpu += float(r.get("gpu", 0))
+            by_state = workload_counts(s)
+            in_use = resources_in_use(s)
         yield GaugeMetricFamily(
             "plinth_queue_length", "Workloads waiting to be admitted",
             value=by_state.get(State.PENDING.value, 0),
@@ -52,16 +44,15 @@ class _PlinthCollector(Collector):
             "Resources held by live replicas (cpu: cores, memory: MiB, gpu: devices)",
             labels=["resource"],
         )
-        used.add_metric(["cpu"], cpu)
-        used.add_metric(["memory"], mem)
-        used.add_metric(["gpu"], gpu)
+        for name, value in in_use.to_dict().items():
+            used.add_metric([name], value)
         yield used
         cap = GaugeMetricFamily(
             "plinth_resources_capacity", "Total capacity of all nodes", labels=["resource"]
         )
-        cap.add_metric(["cpu"], sum(n.cpu for n in self.loop.nodes))
-        cap.add_metric(["memory"], sum(n.memory_mib for n in self.loop.nodes))
-        cap.add_metric(["gpu"], sum(n.gpu for n in self.loop.nodes))
+        total = sum((n.resources for n in self.loop.nodes), Resources())
+        for name, value in total.to_dict().items():
+            cap.add_metric([name], value)
         yield cap
         yield CounterMetricFamily(
             "plinth_executor_poll_errors",
@@ -76,7 +67,7 @@ class _PlinthCollector(Collector):
             "something changed since the loop's last read)",
             labels=["outcome"],
         )
-        for outcome in ("admitted", "left", "burst", "busy", "stale"):
+        for outcome in OUTCOMES:
             on_submit.add_metric([outcome], self.loop.on_submit.get(outcome, 0))
         yield on_submit
 
