@@ -160,7 +160,7 @@ class AdmitAtSubmit:
             return None
         info = dataclasses.replace(base, snapshot=snapshot, pending={w.id: w.attempt})
         self.cycle.specs.put(w.id, w.spec, w.code)
-        self.cycle.last_phases = decisions.phases
+        self.cycle.note_phases(decisions.phases)
         return self.cycle.apply(s, info, decisions, now)
 
     def _count(self, outcome: str) -> None:

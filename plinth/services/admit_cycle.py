@@ -27,6 +27,7 @@ from plinth import scheduler as core
 from plinth.executors.base import Executor, NodeCapacity
 from plinth.services import apply as applying
 from plinth.services.apply import Admitted, SpecCache
+from plinth.services.cycle_stats import CycleStats
 from plinth.services.lifecycle import State
 from plinth.services.scheduling import SnapshotInfo, build_snapshot, next_boundary
 from plinth.services.usage import UsageHistory
@@ -78,6 +79,7 @@ class AdmissionCycle:
         self._waiting: dict[str, str] = {}  # last waiting reason written per workload
         self._boundary: float | None = None  # next expansion/reservation start or end
         self.last_phases: dict[str, float] = {}  # the last schedule's phase durations (s)
+        self.stats = CycleStats()  # phase histograms and preemption counts (/metrics)
         self.pending_left = False  # the last admission round left workloads pending
         # Set by hand_over(): something was committed pending, so the next admission
         # need not first look whether anything waits (one read transaction saved).
@@ -120,7 +122,7 @@ class AdmissionCycle:
             if not self.pending_left:
                 return None
             decisions = core.schedule(info.snapshot, self.policy)
-            self.last_phases = decisions.phases
+            self.note_phases(decisions.phases)
             self.pending_left = len(decisions.admissions) < len(info.snapshot.pending)
             self._write_waiting(
                 s, {k: v for k, v in decisions.reasons.items() if k in info.pending}
@@ -138,7 +140,13 @@ class AdmissionCycle:
         if done is not None:
             for plan in done.plans:
                 self._waiting.pop(plan.workload_id, None)
+            self.stats.record_preemptions(done.preempted)
         return done
+
+    def note_phases(self, phases: dict[str, float]) -> None:
+        """Keep a schedule's phase timings (the last ones, and the histograms)."""
+        self.last_phases = phases
+        self.stats.record_phases(phases)
 
     def _plan_boundary(self, snapshot: core.Snapshot) -> None:
         """Make sure a cycle runs when the next expansion or reservation starts or ends."""

@@ -96,6 +96,7 @@ class Admitted:
     plans: list[LaunchPlan]
     to_stop: list[tuple[int, dict[str, Any]]]  # preempted replicas: (id, handle)
     more: bool  # the batch was cut: more admissions may be waiting
+    preempted: list[str] = field(default_factory=list)  # reasons of the preemptions written
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,8 @@ def apply_decisions(
     docstring); None when there was nothing to write. `executor` is asked for ports
     only (``allocate_port``); `grace_s` is the reclaim grace told in the events."""
     events: list[dict[str, Any]] = []
-    to_stop = apply_preemptions(s, info, decisions.preemptions, now, events, grace_s)
+    preempted: list[str] = []
+    to_stop = apply_preemptions(s, info, decisions.preemptions, now, events, grace_s, preempted)
     admissions = checked_admissions(info, decisions.admissions)[:ADMIT_BATCH]
     more = len(decisions.admissions) > ADMIT_BATCH
     if not admissions and not events:
@@ -311,7 +313,7 @@ def apply_decisions(
         s.connection().execute(insert(Token), tokens)
     if events:
         s.connection().execute(insert(Event), events)
-    return Admitted(plans, to_stop, more)
+    return Admitted(plans, to_stop, more, preempted)
 
 
 def apply_preemptions(
@@ -321,9 +323,11 @@ def apply_preemptions(
     now: datetime,
     events: list[dict[str, Any]],
     grace_s: float,
+    preempted: list[str] | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
     """Mark each preempted workload (it keeps its resources until its replicas exit)
-    and return the replicas to SIGTERM once the transaction commits."""
+    and return the replicas to SIGTERM once the transaction commits. The scheduler's
+    reason of each preemption written is appended to `preempted`."""
     out: list[tuple[int, dict[str, Any]]] = []
     for p in preemptions:
         wid = info.running.get(p.workload_id)
@@ -341,6 +345,8 @@ def apply_preemptions(
         ).rowcount  # fmt: skip
         if not done:
             continue
+        if preempted is not None:
+            preempted.append(p.reason)
         events.append({
             "workload_id": wid, "type": "preempted", "reason": why, "time": now,
             "data": {"for_workload": p.for_workload, "grace_s": grace_s},
