@@ -59,7 +59,7 @@ def attributed_rows(impressions: pl.LazyFrame, events: pl.LazyFrame, label: Labe
           .unique()
           .sort("event_ts"))
     imp = impressions.select(ROW, "ts", *keys).sort("ts")
-    window_us = int(round(label.window_s * 1_000_000))
+    window_us = round(label.window_s * 1_000_000)
     return (ev.join_asof(imp, left_on="event_ts", right_on="ts", by=list(keys),
                          strategy="backward", check_sortedness=False)
             .filter(pl.col(ROW).is_not_null()
@@ -90,7 +90,7 @@ def as_of(impressions: pl.LazyFrame, snapshots: pl.LazyFrame, key: str,
 
     ``snapshots`` has ``key``, ``ts`` and feature fields; its ``ts`` is not carried over.
     """
-    tolerance = None if ttl_s is None else f"{int(round(ttl_s * 1_000_000))}us"
+    tolerance = None if ttl_s is None else f"{round(ttl_s * 1_000_000)}us"
     return impressions.join_asof(
         snapshots.sort("ts"), on="ts", by=key, strategy="backward", tolerance=tolerance,
         check_sortedness=False,

@@ -53,6 +53,8 @@ def expand_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
             if not matches:
                 raise DataError(f"no files match {s!r}; check the data path")
             out.extend(Path(m) for m in matches)
+        elif Path(s).is_dir() and (dataset := _dataset_files(Path(s))) is not None:
+            out.extend(dataset)
         elif Path(s).is_dir():
             matches = sorted(Path(s).rglob("*.parquet"))
             if not matches:
@@ -64,6 +66,26 @@ def expand_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
             raise DataError(f"data path {s} does not exist")
     seen: set[Path] = set()
     return [p for p in out if not (p in seen or seen.add(p))]
+
+
+def _dataset_files(directory: Path) -> list[Path] | None:
+    """A built dataset's files (its manifest's list), or None for a plain directory.
+
+    A dataset whose build did not finish (``_BUILDING`` and no manifest) is refused rather
+    than read in part.
+    """
+    from plinth.data import manifest as mf
+
+    try:
+        m = mf.read_manifest(directory)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    if m is not None:
+        return mf.dataset_files(directory, m)
+    if (directory / mf.BUILDING_MARKER).exists():
+        raise DataError(f"dataset {directory} has no manifest: its build did not finish; "
+                        "run `plinth data build` again")
+    return None
 
 
 def table_to_batch(table: pa.Table, schema: Schema, first_sample: int = 0) -> Batch:
