@@ -358,6 +358,9 @@ def run(source: str | Path | dict[str, Any], *, json_output: bool = False,
     except (SpecError, SchemaError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except pl.exceptions.PolarsError as e:
+        print(f"error: the build failed and wrote nothing: {e}", file=sys.stderr)
+        return 1
     if json_output:
         print(json.dumps(result.to_dict()), flush=True)
     elif result.days_built:
@@ -380,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.params:
         try:
             source = json.loads(os.environ.get("PLINTH_PARAMS", ""))["spec"]
+            if isinstance(source, str):  # the CLI sends it as a JSON string
+                source = json.loads(source)
         except (ValueError, KeyError, TypeError):
             print("error: $PLINTH_PARAMS must be JSON with a `spec` mapping", file=sys.stderr)
             return 2

@@ -90,6 +90,10 @@ def _dataset_files(directory: Path) -> list[Path] | None:
 
 def table_to_batch(table: pa.Table, schema: Schema, first_sample: int = 0) -> Batch:
     """Convert ``table`` (holding at least the schema's columns) into a :class:`Batch`."""
+    if schema.derived:  # raw records (serving) may lack bucketized/crossed columns
+        from plinth.data.transforms import apply_derived
+
+        table = apply_derived(table, schema, only_missing=True)
     n = table.num_rows
     values, lengths = [], []
     for f in schema.categorical:

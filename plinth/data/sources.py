@@ -145,7 +145,8 @@ def _check_columns(path: Path, spec: InputSpec, arrow: pa.Schema,
 def _first_unparsable(path: Path, column: str) -> str | None:
     col = pl.col(column)
     bad = (pl.scan_parquet(path).select(col)
-           .filter(col.is_not_null() & col.str.to_datetime(time_unit="us", strict=False).is_null())
+           .filter(col.is_not_null()
+                   & col.str.to_datetime(time_unit="us", time_zone="UTC", strict=False).is_null())
            .head(1).collect())
     return None if bad.is_empty() else str(bad.item())
 

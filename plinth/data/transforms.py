@@ -79,12 +79,15 @@ def _derive(table: pa.Table, f: CategoricalField) -> pa.Array:
 def apply_derived(table: pa.Table, schema: Schema, *, only_missing: bool = False) -> pa.Table:
     """``table`` with the schema's derived columns appended (or replaced).
 
-    ``only_missing`` leaves columns already present alone (serving raw records that may or
-    may not carry them). The source columns must be present.
+    ``only_missing`` (raw records at serving time) derives only columns that are absent or
+    all-null and whose sources are all present, and leaves the others as they are.
     """
     for f in schema.derived:
-        if only_missing and f.name in table.column_names:
-            continue
+        if only_missing:
+            present = f.name in table.column_names and not pa.types.is_null(
+                table.column(f.name).type)
+            if present or not all(c in table.column_names for c in f.sources):
+                continue
         col = _derive(table, f)
         if f.name in table.column_names:
             table = table.set_column(table.column_names.index(f.name), f.name, col)
