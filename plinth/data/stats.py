@@ -155,10 +155,10 @@ def _svg_lines(series: dict[str, list[tuple[float, float]]], *, log_x: bool, log
     def py(y: float) -> float:
         return _H - _PAD + (y - y0) / (y1 - y0) * (2 * _PAD - _H)
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" '
-             f'viewBox="0 0 {_W} {_H}" role="img">',
-             f'<rect x="{_PAD}" y="{_PAD / 2}" width="{_W - 2 * _PAD}" '
-             f'height="{_H - 1.5 * _PAD}" fill="none" stroke="#ccc"/>']
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" '
+             f'viewBox="0 0 {_W} {_H}" role="img">'),
+             (f'<rect x="{_PAD}" y="{_PAD / 2}" width="{_W - 2 * _PAD}" '
+             f'height="{_H - 1.5 * _PAD}" fill="none" stroke="#ccc"/>')]
     for i in range(5):  # y grid and labels
         yv = y0 + (y1 - y0) * i / 4
         label = f"{10 ** yv:.3g}" if log_y else f"{yv:.3g}"
