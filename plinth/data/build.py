@@ -50,7 +50,6 @@ from plinth.data.reader import DataError
 from plinth.data.schema import Schema, SchemaError
 from plinth.data.sources import RawInput, open_input
 from plinth.data.spec import BuildSpec, SpecError, load_spec
-from plinth.data.transforms import apply_derived, learn_boundaries
 
 __all__ = ["BuildResult", "build", "main"]
 
@@ -161,6 +160,8 @@ def _impression_days(p: _Plan) -> list[dt.date]:
 
 def _learn(p: _Plan, schema: Schema) -> Schema:
     """Fill in quantile boundaries from the input that holds each source column."""
+    from plinth.data.transforms import learn_boundaries
+
     learned = {}
     for f in schema.unresolved:
         holder = next(n for n, cols in p.columns_from.items() if f.bucketize in cols)
@@ -211,7 +212,11 @@ def _write_day(p: _Plan, schema: Schema, day: dt.date, path: Path) -> tuple[int,
         if (w < 0).any() or not w.is_finite().all():
             raise DataError(f"weight column {schema.weight!r} has negative or non-finite values "
                             f"on {day}; weights must be finite and >= 0")
-    table = apply_derived(df.to_arrow(), schema)
+    table = df.to_arrow()
+    if schema.derived:  # imported only then: crosses hash with numba (~200 MB to load)
+        from plinth.data.transforms import apply_derived
+
+        table = apply_derived(table, schema)
     table = table.cast(_arrow_schema(table.schema))
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd", row_group_size=128 * 1024)

@@ -32,7 +32,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from plinth.data.schema import NumericTransform, Schema
-from plinth.sparse.hashing import hash_values
 from plinth.sparse.jagged import Batch, BatchError, KeyedJaggedTensor
 
 __all__ = ["DataError", "ParquetReader", "expand_paths", "table_to_batch"]
@@ -90,6 +89,10 @@ def _dataset_files(directory: Path) -> list[Path] | None:
 
 def table_to_batch(table: pa.Table, schema: Schema, first_sample: int = 0) -> Batch:
     """Convert ``table`` (holding at least the schema's columns) into a :class:`Batch`."""
+    # Imported here: numba's compiler costs ~200 MB, which sample builds (that import this
+    # module for DataError and expand_paths) should not pay.
+    from plinth.sparse.hashing import hash_values
+
     if schema.derived:  # raw records (serving) may lack bucketized/crossed columns
         from plinth.data.transforms import apply_derived
 
