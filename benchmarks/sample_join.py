@@ -173,7 +173,7 @@ def _compare(workdir: Path) -> bool:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
+    ap.add_argument("--smoke", "--quick", action="store_true", help="tiny sizes (seconds)")
     ap.add_argument("--impressions", type=int, default=10_000_000)
     ap.add_argument("--snapshots", type=int, default=3_000_000)
     ap.add_argument("--days", type=int, default=7)
