@@ -241,14 +241,17 @@ def build(spec: BuildSpec, *, progress: bool | None = None,
     """
     p = plan(spec)
     out = spec.output
+    _refuse_concurrent_build(out)
     old = mf.read_manifest(out) if out.is_dir() else None
     declared = spec.schema.fingerprint()
+    logic = spec.logic_fingerprint()
+    if old is not None and old.get("logic_fingerprint") != logic:
+        old = None  # another schema or mapping: no old day may stay beside the new ones
     schema = spec.schema
-    if old is not None and old.get("declared_schema_hash") == declared:
+    if old is not None:
         schema = Schema.from_yaml(out / "schema.yaml")  # reuse learned boundaries
     if schema.unresolved:
         schema = _learn(p, schema)
-    logic = spec.logic_fingerprint()
     result = BuildResult(out, schema_hash=schema.fingerprint())
     old_days = dict(old["days"]) if old else {}
     todo: list[tuple[dt.date, str]] = []
@@ -289,7 +292,7 @@ def build(spec: BuildSpec, *, progress: bool | None = None,
     for f in partials:
         os.replace(f, f.with_suffix(""))  # drop ".partial"
     days = {**old_days, **new_days}
-    manifest = _manifest(p, schema, declared, days)
+    manifest = _manifest(p, schema, declared, days) | {"logic_fingerprint": logic}
     schema.to_yaml(out / "schema.yaml")
     mf.write_atomic(out / mf.MANIFEST, json.dumps(manifest, indent=1).encode())
     (out / mf.BUILDING_MARKER).unlink(missing_ok=True)
@@ -315,6 +318,24 @@ def _manifest(p: _Plan, schema: Schema, declared: str, days: dict[str, Any]) -> 
         "inputs": {n: [f.to_dict() for f in inp.files] for n, inp in sorted(p.inputs.items())},
         "days": {d: days[d] for d in sorted(days)},
     }
+
+
+def _refuse_concurrent_build(out: Path) -> None:
+    """Refuse to start while another live process builds into ``out``."""
+    marker = out / mf.BUILDING_MARKER
+    try:
+        pid = int(marker.read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return
+    if pid == os.getpid():
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return  # a killed build's marker: this build takes over
+    except PermissionError:
+        pass
+    raise DataError(f"another build (pid {pid}) is writing {out}; wait for it to finish")
 
 
 def _clear_partials(out: Path) -> None:

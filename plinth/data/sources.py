@@ -154,7 +154,11 @@ def _first_unparsable(path: Path, column: str) -> str | None:
 def _ts_bounds(path: Path, spec: InputSpec, ts_is_string: bool
                ) -> tuple[dt.datetime | None, dt.datetime | None]:
     b = (_scan_file(path, spec, ts_is_string, ["ts"])
-         .select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")).collect())
+         .select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi"),
+                 pl.col("ts").null_count().alias("nulls")).collect())
+    if b["nulls"][0]:
+        raise DataError(f"{path}: column {spec.columns.get('ts', 'ts')!r} is null in "
+                        f"{b['nulls'][0]} rows; every row needs a timestamp")
     return b["lo"][0], b["hi"][0]
 
 

@@ -191,3 +191,37 @@ def test_the_reader_reads_exactly_the_manifests_files(tmp_path):
     stray.write_bytes((next(spec.output.glob("date=2026-11-01/*.parquet"))).read_bytes())
     reader = ParquetReader(spec.output, Schema.from_yaml(spec.output / "schema.yaml"), 4)
     assert reader.num_rows == 9
+
+
+def test_a_changed_schema_rebuilds_every_day_and_keeps_no_old_one(tmp_path):
+    spec_path = _many_days(tmp_path)
+    build(load_spec(spec_path))
+    import yaml
+
+    doc = yaml.safe_load(spec_path.read_text())
+    doc["schema"]["numeric"] = []
+    doc["days"] = {"from": "2026-11-02"}  # the first day is no longer built ...
+    spec_path.write_text(yaml.safe_dump(doc))
+    result = build(load_spec(spec_path))
+    assert result.days_built == ["2026-11-02", "2026-11-03"]
+    m = mf.read_manifest(load_spec(spec_path).output)
+    assert sorted(m["days"]) == ["2026-11-02", "2026-11-03"]  # ... nor kept with the old schema
+    assert "price" not in _rows(spec_path).columns
+
+
+def test_a_second_build_into_the_same_output_is_refused_while_the_first_runs(tmp_path):
+    import subprocess
+    import sys
+
+    spec = load_spec(_many_days(tmp_path))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        spec.output.mkdir()
+        (spec.output / mf.BUILDING_MARKER).write_text(f"pid {sleeper.pid}\n")
+        with pytest.raises(DataError, match=f"another build \\(pid {sleeper.pid}\\)"):
+            build(spec)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert build(spec).rows_total == 9  # a dead build's marker does not block
+    assert not (spec.output / mf.BUILDING_MARKER).exists()

@@ -131,3 +131,11 @@ def test_event_types_must_be_strings_even_when_null(tmp_path):
           [{"event": "click", "request_id": 1, "item_id": 1, "user_id": None, "ts": at("10:01")}],
           {"user_id": pa.int64()})
     assert _build(spec).exit_code == 0
+
+
+def test_a_row_without_a_timestamp_is_refused(tmp_path):
+    spec = _spec(tmp_path)
+    bad = write(tmp_path / "raw" / "impressions" / "part-0.parquet",
+                [imp(1, 1, 1, at("10:00")), imp(2, 1, 2, None)],
+                {"ts": pa.timestamp("us")})
+    _refused(_build(spec), str(bad), "'ts' is null in 1 rows")
