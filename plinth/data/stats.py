@@ -125,7 +125,8 @@ def dataset_stats(directory: str | Path, *, exact_limit: int = EXACT_LIMIT) -> d
 
 # --- HTML report ----------------------------------------------------------------------------
 
-_W, _H, _PAD = 560, 260, 44
+_W, _H, _PAD = 720, 280, 44
+_LEFT, _RIGHT = 72, 170  # room for tick labels, and for the legend
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#17becf")
 
@@ -133,6 +134,20 @@ _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 def _axis_text(x: float, y: float, text: str, anchor: str = "middle") -> str:
     return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="11" text-anchor="{anchor}">'
             f"{html.escape(text)}</text>")
+
+
+def _tick(v: float) -> str:
+    """A short axis label: thousands separated, small values to 3 significant digits."""
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
+def _grid(lo: float, hi: float, log: bool) -> list[float]:
+    """Grid positions in plot units: whole powers of ten on a log axis, else quarters."""
+    if log and math.floor(hi) - math.ceil(lo) >= 1:
+        return [float(k) for k in range(math.ceil(lo), math.floor(hi) + 1)]
+    return [lo + (hi - lo) * i / 4 for i in range(5)]
 
 
 def _svg_lines(series: dict[str, list[tuple[float, float]]], *, log_x: bool, log_y: bool,
@@ -150,27 +165,26 @@ def _svg_lines(series: dict[str, list[tuple[float, float]]], *, log_x: bool, log
     x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
 
     def px(x: float) -> float:
-        return _PAD + (x - x0) / (x1 - x0) * (_W - 2 * _PAD)
+        return _LEFT + (x - x0) / (x1 - x0) * (_W - _LEFT - _RIGHT)
 
     def py(y: float) -> float:
         return _H - _PAD + (y - y0) / (y1 - y0) * (2 * _PAD - _H)
 
     parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" '
              f'viewBox="0 0 {_W} {_H}" role="img">'),
-             (f'<rect x="{_PAD}" y="{_PAD / 2}" width="{_W - 2 * _PAD}" '
+             (f'<rect x="{_LEFT}" y="{_PAD / 2}" width="{_W - _LEFT - _RIGHT}" '
              f'height="{_H - 1.5 * _PAD}" fill="none" stroke="#ccc"/>')]
-    for i in range(5):  # y grid and labels
-        yv = y0 + (y1 - y0) * i / 4
-        label = f"{10 ** yv:.3g}" if log_y else f"{yv:.3g}"
-        parts.append(f'<line x1="{_PAD}" x2="{_W - _PAD}" y1="{py(yv):.1f}" y2="{py(yv):.1f}" '
-                     'stroke="#eee"/>')
-        parts.append(_axis_text(_PAD - 4, py(yv) + 4, label, "end"))
-    ticks = x_ticks or [(x0 + (x1 - x0) * i / 4, "") for i in range(5)]
+    for yv in _grid(y0, y1, log_y):  # y grid and labels
+        label = _tick(10 ** yv if log_y else yv)
+        parts.append(f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{py(yv):.1f}" '
+                     f'y2="{py(yv):.1f}" stroke="#eee"/>')
+        parts.append(_axis_text(_LEFT - 4, py(yv) + 4, label, "end"))
+    ticks = x_ticks or [(v, "") for v in _grid(x0, x1, log_x)]
     for xv, label in ticks:
         xx = tx(xv) if x_ticks else xv
-        text = label or (f"{10 ** xx:.3g}" if log_x else f"{xx:.3g}")
+        text = label or _tick(10 ** xx if log_x else xx)
         parts.append(_axis_text(px(xx), _H - _PAD + 16, text))
-    parts.append(_axis_text(_W / 2, _H - 6, x_label))
+    parts.append(_axis_text((_LEFT + _W - _RIGHT) / 2, _H - 6, x_label))
     parts.append(f'<text x="12" y="{_H / 2}" font-size="11" text-anchor="middle" '
                  f'transform="rotate(-90 12 {_H / 2})">{html.escape(y_label)}</text>')
     for i, (name, s) in enumerate(series.items()):
@@ -179,8 +193,8 @@ def _svg_lines(series: dict[str, list[tuple[float, float]]], *, log_x: bool, log
                           if not log_y or y > 0)
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" '
                      f'points="{coords}"><title>{html.escape(name)}</title></polyline>')
-        parts.append(f'<text x="{_W - _PAD + 2}" y="{_PAD / 2 + 12 * (i + 1)}" font-size="10" '
-                     f'fill="{color}">{html.escape(name)}</text>')
+        parts.append(f'<text x="{_W - _RIGHT + 8}" y="{_PAD / 2 + 13 * (i + 1)}" '
+                     f'font-size="11" fill="{color}">{html.escape(name[:24])}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
