@@ -122,7 +122,7 @@ def plan(spec: BuildSpec) -> _Plan:
             raise DataError(f"schema column {col!r} is in no input; the inputs have {have}")
         if len(holders) > 1:
             raise DataError(f"schema column {col!r} is in {holders}; keep it in one input "
-                            "(rename it in the others with `columns:` or in the files)")
+                            "(rename it in the others' files)")
         columns_from[holders[0]].append(col)
     windows = [x.window_s for x in spec.schema.labels]
     return _Plan(spec, inputs, columns_from, dt.timedelta(seconds=max(windows)))
