@@ -139,3 +139,39 @@ def test_a_row_without_a_timestamp_is_refused(tmp_path):
                 [imp(1, 1, 1, at("10:00")), imp(2, 1, 2, None)],
                 {"ts": pa.timestamp("us")})
     _refused(_build(spec), str(bad), "'ts' is null in 1 rows")
+
+
+def test_a_column_in_two_inputs_is_refused(tmp_path):
+    users = [{"user_id": 1, "ts": at("00:00", -1), "seg": 1, "price": 3.0}]
+    items = [{"item_id": 1, "ts": at("00:00", -1), "price": 1.0}]
+    spec = logs(tmp_path, impressions=[imp(1, 1, 1, at("10:00"))],
+                events=[ev("click", at("10:01"), req=1, item=1)], users=users, items=items)
+    _refused(_build(spec), "'price' is in ['user_features', 'item_features']")
+
+
+def test_the_module_entry_point_exits_2_on_bad_input_and_reads_params(tmp_path, monkeypatch,
+                                                                      capsys):
+    import json
+
+    from plinth.data.build import main
+    from plinth.data.spec import load_spec
+
+    spec = _spec(tmp_path)
+    write(tmp_path / "raw" / "impressions" / "part-0.parquet",
+          [{"request_id": 1, "item_id": 1, "ts": at("10:00")}])
+    assert main([str(spec)]) == 2
+    assert "user_id" in capsys.readouterr().err
+    write(tmp_path / "raw" / "impressions" / "part-0.parquet", [imp(1, 1, 1, at("10:00"))])
+    params = {"spec": json.dumps(load_spec(spec).to_dict())}
+    monkeypatch.setenv("PLINTH_PARAMS", json.dumps(params))
+    assert main(["--params", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 1
+
+
+def test_the_progress_bar_passes_every_day_through():
+    import datetime as dt
+
+    from plinth.data.build import _progress
+
+    items = [(dt.date(2026, 11, d), "fp") for d in (1, 2, 3)]
+    assert list(_progress(items, True)) == items
