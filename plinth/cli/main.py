@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from plinth.cli import _output as out
 from plinth.cli._context import OutputOption, Settings, get_client
 from plinth.cli._parse import InputError
+from plinth.cli.data import app as data_app
 from plinth.cli.groups import app as groups_app
 from plinth.cli.jobs import app as jobs_app
 from plinth.cli.nodes import app as nodes_app
@@ -78,6 +79,7 @@ app.add_typer(nodes_app, name="node")
 app.add_typer(quota_app, name="quota")
 app.add_typer(reservation_app, name="reservation")
 app.command("queue")(queue_command)
+app.add_typer(data_app, name="data")
 
 train_app = typer.Typer(help="Train models (runs in this process).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
