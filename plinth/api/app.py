@@ -23,11 +23,12 @@ from plinth.api.context import AppContext
 from plinth.api.limits import BodyLimit
 from plinth.api.metrics import make_registry
 from plinth.api.routers import ALL
-from plinth.config import ServerConfig, database_url, make_private_dir, plinth_home
+from plinth.config import ServerConfig, database_url, plinth_home, secure_home
 from plinth.executors.base import NodeCapacity, get_executor
 from plinth.services.auth import bootstrap_admin
 from plinth.services.control_loop import ControlLoop
 from plinth.services.errors import ServiceError
+from plinth.services.isolation import setup_isolation
 from plinth.services.reconcile import reconcile
 from plinth.store.db import Database
 from plinth.store.migrate import upgrade
@@ -65,8 +66,7 @@ def create_app(
     """Build the app. `home` defaults to PLINTH_HOME, `db_url` to PLINTH_DATABASE_URL or
     SQLite under home, `url` is what replicas get as PLINTH_URL (config `url` wins)."""
     cfg = config or ServerConfig()
-    home = home or plinth_home()
-    make_private_dir(home)
+    home = secure_home(home or plinth_home())
     db_url = db_url or database_url(home)
     replica_url = cfg.url or url
 
@@ -86,6 +86,7 @@ def create_app(
         options: dict[str, Any] = {"nodes": nodes}
         if cfg.executor == "local":
             options["nice"] = cfg.executor_nice
+            options.update(setup_isolation(db, cfg, home))  # replicas' OS users
         executor = get_executor(cfg.executor, **options)
         loop = ControlLoop(db, executor, cfg, home, replica_url)
         total = {

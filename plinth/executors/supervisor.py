@@ -6,7 +6,9 @@ the local executor in its own session (it outlives the server). The supervisor
 
 * opens the attempt's log file (append) and gives it to the command as stdout and
   stderr -- one open file description, so the order of lines is kept;
-* starts the command in a process group of its own (pgid = the command's pid);
+* starts the command in a process group of its own (pgid = the command's pid), as
+  ``--user UID:GID`` when given (the supervisor itself stays the server's user, so
+  the log and the status directory are out of the command's reach);
 * writes ``pid`` into the status directory, then, when the command has ended,
   ``reason`` and ``exit_code`` (each atomically: temp file + rename);
 * on SIGTERM or SIGINT sends SIGTERM to the command's process group, waits the
@@ -156,6 +158,47 @@ def _finish_group(pgid: int, grace_s: float, term_sent: bool, kill_sent: bool = 
     _wait_group_gone(pgid, _KILL_WAIT_S)
 
 
+def _spawn_as(command: list[str], uid: int, gid: int) -> int:
+    """Start ``command`` as ``uid``:``gid`` (no supplementary groups) in a process
+    group of its own; return its pid. posix_spawn cannot change the user, so: fork,
+    drop privileges in the child, exec. The child reports a failure before or at
+    exec through a close-on-exec pipe, raised here as the OSError it met."""
+    err_r, err_w = os.pipe()  # non-inheritable: closed by a successful exec
+    pid = os.fork()
+    if pid == 0:  # the child: only async-signal-safe-ish calls, then exec or _exit
+        try:
+            os.close(err_r)
+            os.setpgid(0, 0)
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            os.execvpe(command[0], command, os.environ)
+        except OSError as exc:
+            os.write(err_w, f"{exc.errno or 0}".encode())
+        except BaseException:  # noqa: BLE001 - never return into the supervisor's code
+            os.write(err_w, b"0")
+        os._exit(127)
+    os.close(err_w)
+    try:
+        data = b""
+        while chunk := os.read(err_r, 64):
+            data += chunk
+    finally:
+        os.close(err_r)
+    if data:
+        os.waitpid(pid, 0)
+        code = int(data or b"0")
+        raise (FileNotFoundError if code == 2 else OSError)(code, os.strerror(code))
+    return pid
+
+
+def _parse_user(value: str) -> tuple[int, int]:
+    uid, _, gid = value.partition(":")
+    return int(uid), int(gid or uid)
+
+
 def _read_grace(status_dir: str, default: float) -> float:
     try:
         with open(os.path.join(status_dir, "stop")) as f:
@@ -165,8 +208,15 @@ def _read_grace(status_dir: str, default: float) -> float:
 
 
 class _Supervisor:
-    def __init__(self, status_dir: str, grace_s: float, timeout_s: float | None) -> None:
+    def __init__(
+        self,
+        status_dir: str,
+        grace_s: float,
+        timeout_s: float | None,
+        run_as: tuple[int, int] | None = None,
+    ) -> None:
         self.status_dir = status_dir
+        self.run_as = run_as
         self.grace_s = grace_s
         self.timeout_s = timeout_s
         self.stop_requested = False
@@ -208,7 +258,7 @@ class _Supervisor:
         signal.signal(signal.SIGCHLD, lambda s, f: None)  # only to write the wakeup fd
 
         os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         # fds 1 and 2 become one open file description: the command's stdout and
         # stderr interleave in the order written. fd 0 is /dev/null from the
         # executor, and the executor closed every other fd of the server.
@@ -217,15 +267,18 @@ class _Supervisor:
         os.close(log_fd)
 
         try:
-            child_pid = os.posix_spawnp(
-                command[0],
-                command,
-                os.environ,
-                setpgroup=0,  # its own process group, pgid = its pid
-                # Python ignores these; the command gets the defaults back.
-                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
-                setsigmask=(),
-            )
+            if self.run_as is None:
+                child_pid = os.posix_spawnp(
+                    command[0],
+                    command,
+                    os.environ,
+                    setpgroup=0,  # its own process group, pgid = its pid
+                    # Python ignores these; the command gets the defaults back.
+                    setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+                    setsigmask=(),
+                )
+            else:
+                child_pid = _spawn_as(command, *self.run_as)
         except OSError as exc:
             code = 127 if isinstance(exc, FileNotFoundError) else 126
             _say(f"cannot execute {command[0]!r}: {exc.strerror or exc}")
@@ -304,7 +357,8 @@ def kill_group(pgid: int, leader_start: int, grace_s: float) -> int:
 
 _USAGE = """\
 usage: python -m plinth.executors.supervisor --status-dir DIR --log FILE
-                 [--grace SECONDS] [--timeout SECONDS] -- COMMAND [ARG ...]
+                 [--grace SECONDS] [--timeout SECONDS] [--user UID:GID]
+                 -- COMMAND [ARG ...]
        python -m plinth.executors.supervisor --kill-group PGID [--leader-start TICKS]
                  [--grace SECONDS]
 
@@ -321,6 +375,7 @@ class _Args:
     timeout: float | None = None
     kill_group: int | None = None
     leader_start: int = 0
+    user: tuple[int, int] | None = None
     command: list[str]
 
 
@@ -331,6 +386,7 @@ _OPTIONS = {
     "--timeout": ("timeout", float),
     "--kill-group": ("kill_group", int),
     "--leader-start": ("leader_start", int),
+    "--user": ("user", _parse_user),
 }
 
 
@@ -371,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     if args.kill_group is not None:
         return kill_group(args.kill_group, args.leader_start, args.grace)
-    supervisor = _Supervisor(args.status_dir, args.grace, args.timeout)
+    supervisor = _Supervisor(args.status_dir, args.grace, args.timeout, args.user)
     try:
         supervisor.run(args.command, args.log)
     except OSError as exc:  # e.g. the log directory is not writable

@@ -1,6 +1,7 @@
 """One APIRouter per resource; ``ALL`` is what the app factory includes."""
 
 from plinth.api.routers import (
+    audit,
     files,
     groups,
     jobs,
@@ -9,6 +10,7 @@ from plinth.api.routers import (
     quotas,
     reservations,
     system,
+    tokens,
     users,
 )
 
@@ -23,6 +25,8 @@ ALL = [
     quotas.router,
     reservations.router,
     queue.router,
+    tokens.router,
+    audit.router,
 ]
 
 __all__ = ["ALL"]
