@@ -26,6 +26,12 @@ Every key is optional; an empty file gives a working single-machine server. Exam
       max_total: 50Gi              # stored archives all uploads may hold
     api:
       max_body: 1Mi                # any other request body (JSON); more is a 413
+    logs:
+      max_per_replica: 64Mi        # each attempt's log: head + tail beyond this
+    retention:                     # what finished is removed after (docs/security.md)
+      workloads: 7d                # working directories and logs of finished workloads
+      uploads: 30d                 # archives no live workload uses, unused this long
+      sweep_interval: 1h
     isolation:                     # who replicas run as (docs/security.md)
       mode: auto                   # auto: `users` when the server is root, else `off`
       run_root: /var/lib/plinth/run  # replicas' working directories (root: 0711)
@@ -297,6 +303,35 @@ class IsolationConfig(_Strict):
         return self.mode == "users"
 
 
+class LogsConfig(_Strict):
+    """``logs:``: ``max_per_replica`` bounds each replica attempt's log (bytes or
+    ``64Mi``): past it the log keeps its first quarter and its latest part, with a line
+    saying how many bytes were dropped between them."""
+
+    max_per_replica: int = 64 * 1024 * 1024
+
+    _size = field_validator("max_per_replica", mode="before")(
+        classmethod(lambda cls, v: _byte_cap(v))
+    )
+
+
+class RetentionConfig(_Strict):
+    """``retention:``: how long what finished is kept before the sweep removes it.
+
+    ``workloads``: working directories and logs of workloads finished this long ago
+    (their records stay in the database); ``uploads``: uploaded archives (and their
+    extracted code) that no live workload uses and that nothing used for this long;
+    ``sweep_interval``: how often the server sweeps (``plinth admin gc`` sweeps now)."""
+
+    workloads: float = 7 * 86400.0
+    uploads: float = 30 * 86400.0
+    sweep_interval: float = 3600.0
+
+    _v = field_validator("workloads", "uploads", "sweep_interval", mode="before")(
+        classmethod(lambda cls, v: _duration(v))
+    )
+
+
 EXECUTOR_NICE_DEFAULT = 5
 
 
@@ -315,6 +350,8 @@ class ServerConfig(_Strict):
     api: ApiConfig = ApiConfig()
     code: CodeConfig = CodeConfig()
     isolation: IsolationConfig = Field(default_factory=IsolationConfig)
+    logs: LogsConfig = LogsConfig()
+    retention: RetentionConfig = RetentionConfig()
     url: str | None = None
 
     @field_validator("nodes")

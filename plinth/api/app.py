@@ -30,6 +30,7 @@ from plinth.services.control_loop import ControlLoop
 from plinth.services.errors import ServiceError
 from plinth.services.isolation import setup_isolation
 from plinth.services.reconcile import reconcile
+from plinth.services.retention import RetentionSweeper
 from plinth.store.db import Database
 from plinth.store.migrate import upgrade
 
@@ -108,9 +109,11 @@ def create_app(
         app.state.plinth = ctx
         loop.start()
         loop.wake()
+        sweeper = RetentionSweeper(db, home, cfg.retention).start()  # finished files
         try:
             yield {"plinth": ctx}
         finally:
+            sweeper.stop()
             loop.stop()
             db.dispose()
 

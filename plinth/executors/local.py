@@ -191,7 +191,9 @@ class LocalExecutor(Executor):
     a ``.status`` folder beside each log file). ``run_as_owner``: run each replica as
     the owner of its working directory (refusing root-owned ones) -- the server's
     isolation mode prepares directories owned by each group's OS user (see
-    plinth.services.isolation). ``python``: the interpreter that
+    plinth.services.isolation). ``log_max_bytes``: each attempt's log is kept to about
+    this size, its head and tail (0: no cap; see supervisor.CappedLog). ``python``:
+    the interpreter that
     runs the supervisor (default ``sys.executable``). ``nice``: the niceness increment
     (0-19) every supervisor runs at (started through ``nice``, or applying it itself
     first where there is no ``nice``), inherited by the command: replicas then yield
@@ -207,6 +209,7 @@ class LocalExecutor(Executor):
         python: str | None = None,
         nice: int = 0,
         run_as_owner: bool = False,
+        log_max_bytes: int = 0,
     ) -> None:
         if not 0 <= int(nice) <= 19:
             raise ValueError(f"nice must be an increment from 0 to 19, got {nice!r}")
@@ -214,6 +217,9 @@ class LocalExecutor(Executor):
         # per launch. By `nice` in front of the supervisor where there is one, so that
         # the interpreter's own start-up is niced too; else by the supervisor's first line.
         self._run_as_owner = bool(run_as_owner)
+        if log_max_bytes < 0:
+            raise ValueError(f"log_max_bytes must be >= 0 (0: no cap), got {log_max_bytes}")
+        self._log_max = int(log_max_bytes)
         self._python = python or sys.executable
         nice_program = shutil.which("nice") if nice else None
         # Not in front of a missing interpreter: Popen then fails at once, as it should,
@@ -282,6 +288,8 @@ class LocalExecutor(Executor):
             argv += ["--timeout", repr(float(spec.timeout_s))]
         if run_as is not None:
             argv += ["--user", f"{run_as[0]}:{run_as[1]}"]
+        if self._log_max:
+            argv += ["--log-max", str(self._log_max)]
         argv += ["--", *spec.command]
         try:
             proc = subprocess.Popen(

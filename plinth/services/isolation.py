@@ -118,8 +118,10 @@ def _owner_lookup(db: Database, users: GroupUsers) -> Any:
 
 def setup_isolation(db: Database, cfg: ServerConfig, home: Path) -> dict[str, Any]:
     """Decide who replicas run as, say it in the log, and return the local executor's
-    options for it (``{"run_as_owner": bool}``). Raises RuntimeError when isolation
-    is asked for (``mode: users``) but the server is not root."""
+    options for running members' code: ``{"run_as_owner": bool, "log_max_bytes":
+    int}``. Raises RuntimeError when isolation is asked for (``mode: users``) but the
+    server is not root."""
+    limits = {"log_max_bytes": cfg.logs.max_per_replica}
     iso = cfg.isolation
     if iso.isolates():
         if os.geteuid() != 0:
@@ -134,10 +136,10 @@ def setup_isolation(db: Database, cfg: ServerConfig, home: Path) -> dict[str, An
             "PLINTH_HOME %s is the server's alone (0700)",
             iso.user_prefix, iso.run_root, home,
         )  # fmt: skip
-        return {"run_as_owner": True}
+        return {"run_as_owner": True, **limits}
     isolate_workdirs(home, None)
     log.warning(SINGLE_USER_NOTICE.format(user=_whoami()))
-    return {"run_as_owner": False}
+    return {"run_as_owner": False, **limits}
 
 
 def _whoami() -> str:

@@ -1,6 +1,7 @@
 """One APIRouter per resource; ``ALL`` is what the app factory includes."""
 
 from plinth.api.routers import (
+    admin,
     audit,
     files,
     groups,
@@ -27,6 +28,7 @@ ALL = [
     queue.router,
     tokens.router,
     audit.router,
+    admin.router,
 ]
 
 __all__ = ["ALL"]
