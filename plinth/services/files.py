@@ -13,6 +13,7 @@ archives) are checked before anything is written: 413 naming the cap and the usa
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -23,11 +24,21 @@ from sqlalchemy.orm import Session
 
 from plinth.config import UploadsConfig
 from plinth.services.auth import Principal, require_unscoped
-from plinth.services.errors import NotFound, Rejected, TooLarge
+from plinth.services.errors import NotFound, Rejected, ServiceError, TooLarge
 from plinth.services.workdirs import file_path
 from plinth.store.models import File, FileGrant
 
 __all__ = ["archive_limits", "check_archive", "get_file", "store_file", "usable_by"]
+
+
+class StorageFull(ServiceError):
+    """The server's disk (or its file size limit) refused the upload: 507."""
+
+    status = 507
+
+
+#: errno values meaning "no room": no space, quota exceeded, file too large.
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def archive_limits(cfg: UploadsConfig):
@@ -138,18 +149,34 @@ def store_file(
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename: a reader never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+    """Write `data` to `path` all at once (temp file, fsync, rename); StorageFull when
+    the disk has no room (nothing is left behind, and no row is written after it)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write beside the target and rename: a reader never sees half a file.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+    except OSError as e:
+        raise _no_room(e) from e
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _no_room(e) from e
         raise
+
+
+def _no_room(e: OSError) -> Exception:
+    if e.errno in _NO_ROOM:
+        return StorageFull(
+            f"the server's artifact storage is full ({e.strerror}); nothing was stored: "
+            "ask an admin to free space (`plinth admin gc`) and upload again"
+        )
+    return e
 
 
 def get_file(session: Session, p: Principal, sha256: str) -> File:

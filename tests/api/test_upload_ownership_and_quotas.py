@@ -56,3 +56,34 @@ def test_per_user_and_total_upload_quotas_are_413_naming_the_cap(small_quotas: P
     assert r.status_code == 413 and "total cap" in r.json()["detail"], r.text
     stored = [f for f in (p.home / "files").rglob("*.tar.gz")]
     assert len(stored) == 2, "a refused upload writes nothing"
+
+
+@pytest.fixture
+def big_uploads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    uploads = {"max_packed": "8Mi", "max_unpacked": "16Mi", "max_files": 10}
+    client, home = make_plinth(tmp_path, monkeypatch, uploads=uploads)
+    with client:
+        yield Plinth(client, home)
+
+
+def test_a_full_artifact_disk_is_a_clear_507_and_stores_nothing(big_uploads: Plinth) -> None:
+    """The disk is "full" through RLIMIT_FSIZE (no mount rights needed): any write past
+    2 MiB by this process fails with EFBIG, as a full disk fails with ENOSPC."""
+    import resource
+
+    p = big_uploads
+    h, _ = p.member()
+    data = _blob(3 * 1024 * 1024)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2 * 1024 * 1024, hard))
+    try:
+        r = _post(p, h, data)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert r.status_code == 507, r.text
+    assert "storage is full" in r.json()["detail"] and "nothing was stored" in r.json()["detail"]
+    assert list((p.home / "files").rglob("*")) == [d for d in (p.home / "files").rglob("*")
+                                                   if d.is_dir()]  # fmt: skip
+    r = _post(p, h, data)  # room again: the same upload now works, nothing half-written
+    assert r.status_code == 201, r.text
+    assert p.c.get(f"/api/v1/files/{r.json()['sha256']}", headers=h).json()["size"] == len(data)
