@@ -144,21 +144,35 @@ def shared_code_dir(home: Path, code: dict[str, Any]) -> Path:
     return home / "code" / code_key(code)
 
 
-def prepare_code(home: Path, workload_id: str, code: dict[str, Any] | None, limits: Any) -> Path:
+def prepare_code(
+    home: Path,
+    workload_id: str,
+    code: dict[str, Any] | None,
+    limits: Any,
+    *,
+    git_timeout_s: float | None = None,
+    git_protocols: tuple[str, ...] | None = None,
+) -> Path:
     """Put the workload's code in its working directory (once; later attempts reuse it)
-    and return that directory (see the module docstring for where it is).
+    and return that directory (see the module docstring for where it is: it may lie
+    outside PLINTH_HOME).
 
     ``code`` is the record made at submit: None (empty directory), ``{"kind": "file",
     "sha256"}`` (the uploaded archive) or ``{"kind": "git", "url", "commit"}`` (exactly
-    that commit). The code version is extracted once into ``PLINTH_HOME/code`` and
-    the working directory links to it. Raises CodeError with the reason on failure.
+    that commit, checked out within `git_timeout_s` seconds over the transports
+    `git_protocols`; the library's defaults when None). The code version is extracted
+    once into ``PLINTH_HOME/code`` and the working directory links to it. Raises
+    CodeError with the reason on failure. May take long: callers run it outside the
+    control loop's thread.
     """
     dest = workdir_of(home, workload_id)
     if dest.is_dir():
         return dest
     iso = _ISOLATION.get(Path(home).absolute())
     try:
-        shared = None if code is None else _shared_code(home, code, limits)
+        git = {"timeout_s": git_timeout_s, "protocols": git_protocols}
+        git = {k: v for k, v in git.items() if v is not None}
+        shared = None if code is None else _shared_code(home, code, limits, git)
         owner = iso.owner_of(workload_id) if iso is not None else None
         _link_workdir(shared, dest, owner)
     except CodeError:
@@ -168,7 +182,9 @@ def prepare_code(home: Path, workload_id: str, code: dict[str, Any] | None, limi
     return dest
 
 
-def _shared_code(home: Path, code: dict[str, Any], limits: Any) -> Path:
+def _shared_code(
+    home: Path, code: dict[str, Any], limits: Any, git_options: dict[str, Any]
+) -> Path:
     """The extracted, read-only code version; extracted now if it is not yet."""
     target = shared_code_dir(home, code)
     if target.is_dir():
@@ -184,7 +200,7 @@ def _shared_code(home: Path, code: dict[str, Any], limits: Any) -> Path:
         else:
             from plinth.artifacts.gitcode import checkout
 
-            checkout(code["url"], code["commit"], tree)
+            checkout(code["url"], code["commit"], tree, **git_options)
         _freeze(tree)
         try:
             os.rename(tree, target)
