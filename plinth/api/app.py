@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, PendingRollbackError
 
 import plinth
 from plinth.api.limits import BodyLimit
@@ -94,8 +94,10 @@ def create_app(
             status_code=409,
         )
 
+    @app.exception_handler(InterfaceError)  # the database connection broke mid-request
+    @app.exception_handler(PendingRollbackError)
     @app.exception_handler(OperationalError)
-    async def _operational(_: Request, exc: OperationalError) -> JSONResponse:
+    async def _operational(_: Request, exc: Exception) -> JSONResponse:
         log.error("database error: %s", exc)
         return JSONResponse(
             {"detail": "the database is busy or unavailable; retry shortly"}, status_code=503
