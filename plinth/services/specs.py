@@ -184,22 +184,16 @@ class Resources(_Strict):
 
     @field_validator("memory", mode="before")
     @classmethod
-    def _no_sub_grain_number(cls, v: Any) -> Any:
-        # A bare number is MiB and would be rounded up to the grain: refuse it instead.
-        if isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < MEMORY_GRAIN_MIB:
+    def _memory_grain(cls, v: Any) -> Any:
+        # Checked on the number given: a bare number is MiB and parsing would round
+        # 1e-300 up to the grain; 0 (or "0Mi") is below it too.
+        mib = v if isinstance(v, int | float) and not isinstance(v, bool) else None
+        if mib is None and isinstance(v, str):
+            mib = parse_memory_mib(v)
+        if mib is not None and mib < MEMORY_GRAIN_MIB:  # NaN is refused by the parser
             raise ValueError(
                 f"a replica needs at least {MEMORY_GRAIN_MIB} MiB of memory (the memory "
-                f"grain), got {v!r} MiB"
-            )
-        return v
-
-    @field_validator("memory")
-    @classmethod
-    def _memory_grain(cls, v: int) -> int:
-        if v < MEMORY_GRAIN_MIB:
-            raise ValueError(
-                f"a replica needs at least {MEMORY_GRAIN_MIB} MiB of memory (the memory "
-                f"grain), got {v} MiB: zero would not count against quotas or capacity"
+                f"grain), got {v!r}: zero would not count against quotas or capacity"
             )
         return v
 
