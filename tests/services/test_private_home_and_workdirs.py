@@ -63,3 +63,12 @@ def test_one_extraction_per_code_version_linked_into_each_workdir(tmp_path: Path
     assert not (b / "d" / "new").exists() and not (shared / "d" / "new").exists()
     assert prepare_code(home, "wa", code, limits) == a  # a retry reuses it
     assert (a.stat().st_mode & 0o777) == 0o700
+
+
+def test_os_user_names_are_valid_unique_and_short() -> None:
+    from plinth.services.isolation import os_user_name
+
+    assert os_user_name("plinth-", 3, "Ads Team") == "plinth-3-ads-team"
+    long = os_user_name("plinth-", 12345, "a" * 80)
+    assert len(long) <= 32 and long.startswith("plinth-12345-")
+    assert os_user_name("plinth-", 1, "x") != os_user_name("plinth-", 2, "x")
