@@ -16,13 +16,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, PendingRollbackError
 
 import plinth
 from plinth.api.limits import BodyLimit
 from plinth.api.metrics import make_registry
 from plinth.api.routers import ALL
-from plinth.config import ServerConfig, database_url, make_private_dir, plinth_home
+from plinth.config import ServerConfig, database_url, plinth_home, secure_home
 from plinth.services.errors import ServiceError
 
 __all__ = ["create_app"]
@@ -58,8 +58,7 @@ def create_app(
     """Build the app. `home` defaults to PLINTH_HOME, `db_url` to PLINTH_DATABASE_URL or
     SQLite under home, `url` is what replicas get as PLINTH_URL (config `url` wins)."""
     cfg = config or ServerConfig()
-    home = home or plinth_home()
-    make_private_dir(home)
+    home = secure_home(home or plinth_home())
     db_url = db_url or database_url(home)
     replica_url = cfg.url or url
 
@@ -95,8 +94,10 @@ def create_app(
             status_code=409,
         )
 
+    @app.exception_handler(InterfaceError)  # the database connection broke mid-request
+    @app.exception_handler(PendingRollbackError)
     @app.exception_handler(OperationalError)
-    async def _operational(_: Request, exc: OperationalError) -> JSONResponse:
+    async def _operational(_: Request, exc: Exception) -> JSONResponse:
         log.error("database error: %s", exc)
         return JSONResponse(
             {"detail": "the database is busy or unavailable; retry shortly"}, status_code=503

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from plinth.cli._parse import InputError
+from plinth.cli._parse import InputError, load_yaml
 
 # scp-like git addresses ("git@host:org/repo.git") are remote, not local paths.
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
@@ -42,15 +40,7 @@ def load_spec(path: Path) -> dict[str, Any]:
         raise InputError(f"job spec {str(path)!r} is a directory; give the YAML file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read job spec {str(path)!r}: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(f"job spec {str(path)!r} is not valid YAML{where}: {problem}") from None
+    data = load_yaml(text, f"job spec {str(path)!r}")
     if not isinstance(data, dict):
         raise InputError(
             f"job spec {str(path)!r} must be a mapping with at least 'name' and 'roles' "

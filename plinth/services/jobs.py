@@ -21,9 +21,10 @@ from plinth.services import events as ev
 from plinth.services.admission import NodeFree, ReplicaDemand, unplaceable_reason
 from plinth.services.auth import Principal, require_unscoped
 from plinth.services.errors import Conflict, Forbidden, Invalid, NotFound
+from plinth.services.files import usable_by
 from plinth.services.lifecycle import FINAL, LIVE, InvalidTransition, State, transition
 from plinth.services.specs import CodeFile, CodeGit, JobSpec
-from plinth.store.models import Event, File, Group, Replica, User, Workload, utcnow
+from plinth.store.models import Event, Group, Replica, User, Workload, utcnow
 
 __all__ = [
     "JOB",
@@ -115,7 +116,7 @@ def _resolve_code(
     if code is None:
         return None
     if isinstance(code, CodeFile):
-        if session.get(File, code.file) is None:
+        if not usable_by(session, p, code.file):  # uploads are the uploading group's
             raise Invalid(
                 f"code.file: no uploaded file with sha256 {code.file}; "
                 "upload the archive with POST /api/v1/files first"

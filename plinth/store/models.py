@@ -29,9 +29,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AuditRecord",
     "Base",
     "Event",
     "File",
+    "FileGrant",
     "Group",
     "QuotaExpansion",
     "Replica",
@@ -97,12 +99,17 @@ class User(Base):
     admin: Mapped[bool] = mapped_column(Boolean, default=False)
     cap: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A disabled user's tokens are revoked and it cannot get new ones; its workloads
+    # keep running (disabling stops nothing else).
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Token(Base):
     """An API token, stored as the sha256 of its (high-entropy) plaintext.
 
-    ``workload_id`` set means a token scoped to that workload (given to its replicas).
+    ``workload_id`` set means a token scoped to that workload (given to its replicas);
+    it stops working once the workload has finished. ``expires_at`` (None: never) and
+    ``revoked_at`` end a token; rows are kept so that listings show what ended when.
     """
 
     __tablename__ = "tokens"
@@ -113,6 +120,9 @@ class Token(Base):
         ForeignKey("workloads.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    name: Mapped[str | None] = mapped_column(String(63))
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
 
 
 class File(Base):
@@ -123,6 +133,36 @@ class File(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FileGrant(Base):
+    """A group that uploaded an archive and so may run it (same bytes uploaded by two
+    groups: two grants, one file). A member knowing another group's sha256 cannot
+    use that archive."""
+
+    __tablename__ = "file_grants"
+    sha256: Mapped[str] = mapped_column(
+        ForeignKey("files.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditRecord(Base):
+    """Who changed what and when: quotas, expansions, users, tokens (admins read it)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(63))
+    action: Mapped[str] = mapped_column(String(63))
+    target: Mapped[str] = mapped_column(String(255))
+    details: Mapped[dict[str, Any] | None]
 
 
 class Workload(Base):

@@ -1,6 +1,8 @@
 """One APIRouter per resource; ``ALL`` is what the app factory includes."""
 
 from plinth.api.routers import (
+    admin,
+    audit,
     files,
     groups,
     jobs,
@@ -9,6 +11,7 @@ from plinth.api.routers import (
     quotas,
     reservations,
     system,
+    tokens,
     users,
 )
 
@@ -23,6 +26,9 @@ ALL = [
     quotas.router,
     reservations.router,
     queue.router,
+    tokens.router,
+    audit.router,
+    admin.router,
 ]
 
 __all__ = ["ALL"]
