@@ -29,6 +29,7 @@ from plinth.services.auth import bootstrap_admin
 from plinth.services.control_loop import ControlLoop
 from plinth.services.errors import ServiceError
 from plinth.services.reconcile import reconcile
+from plinth.services.templates import SUBMISSION_TAGS, register_builtin_templates
 from plinth.store.db import Database
 from plinth.store.migrate import upgrade
 
@@ -46,11 +47,13 @@ def _loc(loc: Any) -> str:
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
-        where = _loc(err.get("loc", ()))
+        # The tags of a union body (a job spec or a templated job) are not fields.
+        loc = [x for x in err.get("loc", ()) if x not in SUBMISSION_TAGS]
+        where = _loc(loc)
         msg = str(err.get("msg", "invalid"))
         msg = msg.removeprefix("Value error, ")
         out.append(
-            {"loc": list(err.get("loc", ())), "msg": f"{where}: {msg}", "type": err.get("type", "")}
+            {"loc": loc, "msg": f"{where}: {msg}", "type": err.get("type", "")}
         )
     return out
 
@@ -95,6 +98,7 @@ def create_app(
         }
         with db.session() as s:
             token = bootstrap_admin(s, home, total)
+            register_builtin_templates(s)
         report = reconcile(db, executor, cfg.jobs.grace)
         if report.readopted or report.lost or report.requeued or report.orphans_stopped:
             log.warning(

@@ -3,12 +3,14 @@
 from plinth.api.routers import (
     files,
     groups,
+    job_metrics,
     jobs,
     nodes,
     queue,
     quotas,
     reservations,
     system,
+    templates,
     users,
 )
 
@@ -20,6 +22,8 @@ ALL = [
     nodes.router,
     files.router,
     jobs.router,
+    job_metrics.router,
+    templates.router,
     quotas.router,
     reservations.router,
     queue.router,
