@@ -24,6 +24,7 @@ engineering preset; ``algorithm``, the default: also at submit).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -50,6 +51,7 @@ ParamType = Literal["string", "integer", "number", "boolean", "path", "object", 
 PARAM_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 MAX_PARAMETERS = 128
 MAX_STRING = 4096
+MAX_DOCUMENT_BYTES = 256 * 1024
 #: The spec keys a template may set; ``group`` is always the submitter's.
 SPEC_KEYS = frozenset(JobSpec.model_fields) - {"group"}
 
@@ -161,6 +163,7 @@ class TemplateDocument(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> TemplateDocument:
+        _check_plain_json(self.model_dump(), "the template", MAX_DOCUMENT_BYTES)
         names = [p.name for p in self.parameters]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -188,6 +191,19 @@ class TemplateDocument(_Strict):
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
+
+
+def _check_plain_json(value: Any, what: str, max_bytes: int) -> None:
+    """ValueError unless ``value`` is storable JSON (finite numbers, valid Unicode) of at
+    most ``max_bytes``."""
+    try:
+        size = len(json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8"))
+    except (ValueError, UnicodeEncodeError) as e:
+        raise ValueError(
+            f"{what} must be plain JSON (finite numbers, valid Unicode text): {e}"
+        ) from None
+    if size > max_bytes:
+        raise ValueError(f"{what} is {size} bytes as JSON; at most {max_bytes} are allowed")
 
 
 def _type_name(v: Any) -> str:
@@ -256,6 +272,10 @@ def resolve_params(doc: TemplateDocument, given: Mapping[str, Any]) -> dict[str,
     values.update(doc.presets.platform)
     values.update(doc.presets.engineering)
     values.update(given)
+    try:
+        _check_plain_json(values, "params", MAX_DOCUMENT_BYTES)
+    except ValueError as e:
+        raise ParamError(str(e)) from None
     for p in doc.parameters:
         v = values[p.name]
         if v is None:

@@ -99,6 +99,8 @@ def check_text(text: str, where: str, names: Iterable[str]) -> nodes.Template:
         ast = _ENV.parse(text)
     except TemplateError as e:
         raise TemplateRenderError(f"{where}: not a valid Jinja template: {e}") from None
+    except RecursionError:
+        raise TemplateRenderError(f"{where}: the expression is nested too deeply") from None
     for node in ast.find_all(nodes.Stmt):
         if not isinstance(node, _STATEMENTS):
             kind = type(node).__name__.lower()
@@ -166,6 +168,8 @@ def _render_leaf(text: str, where: str, values: Mapping[str, Any]) -> Any:
         return _ENV.from_string(text).render(context)
     except SecurityError as e:
         raise TemplateRenderError(f"{where}: refused by the sandbox: {e}") from None
+    except RecursionError:
+        raise TemplateRenderError(f"{where}: the expression is nested too deeply") from None
     except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as e:
         raise TemplateRenderError(f"{where}: {type(e).__name__}: {e}") from None
 

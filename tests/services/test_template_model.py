@@ -79,9 +79,18 @@ def test_submit_values_are_refused_naming_the_parameter(given: dict, problem: st
          "params.a: must be an integer"),
         ({"parameters": [{"name": "a", "type": "string", "min": 1}]}, "min/max need type"),
         ({"parameters": [{"name": "Bad-Name"}]}, "String should match pattern"),
+        ({"spec": {"roles": {}, "params": {"a": float("nan")}}}, "must be plain JSON"),
+        ({"spec": {"roles": {}, "params": {"a": "\udc80"}}}, "must be plain JSON"),
+        ({"description": "x", "spec": {"roles": {}, "params": {"a": "x" * 300_000}}},
+         "at most 262144 are allowed"),
     ],
 )
 def test_invalid_documents_are_refused(over: dict, problem: str) -> None:
     with pytest.raises(ValidationError) as e:
         doc(**over)
     assert problem in str(e.value)
+
+
+def test_submit_values_must_be_plain_json() -> None:
+    with pytest.raises(ParamError, match="params must be plain JSON"):
+        resolve_params(doc(), {"data": "/d", "extra": {"x": float("inf")}})

@@ -60,6 +60,7 @@ def test_a_value_cannot_inject_structure() -> None:
         ("{{ 10 ** 100 }}", "exponent 100 is over the limit"),
         ("{{ none.attr }}", "UndefinedError"),
         ("{{ model", "not a valid Jinja template"),
+        ("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", "nested too deeply"),
     ],
 )
 def test_refused_with_the_leaf_named(leaf: str, problem: str) -> None:
