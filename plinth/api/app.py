@@ -29,7 +29,8 @@ from plinth.services.auth import bootstrap_admin
 from plinth.services.control_loop import ControlLoop
 from plinth.services.errors import ServiceError
 from plinth.services.reconcile import reconcile
-from plinth.services.templates import SUBMISSION_TAGS, register_builtin_templates
+from plinth.services.template_model import SUBMISSION_TAGS
+from plinth.services.templates import register_builtin_templates
 from plinth.store.db import Database
 from plinth.store.migrate import upgrade
 

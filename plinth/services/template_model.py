@@ -29,17 +29,28 @@ import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
-from plinth.services.specs import NAME_PATTERN, JobSpec, json_depth
+from plinth.services.specs import NAME_PATTERN, CodeFile, CodeGit, JobSpec, json_depth
 from plinth.services.template_render import TemplateRenderError, check_spec
 
 __all__ = [
     "LAYERS",
+    "SUBMISSION_TAGS",
+    "JobSubmission",
     "ParamError",
     "Parameter",
     "Presets",
     "TemplateDocument",
+    "TemplatedJob",
     "check_value",
     "resolve_params",
 ]
@@ -286,3 +297,35 @@ def resolve_params(doc: TemplateDocument, given: Mapping[str, Any]) -> dict[str,
             continue
         check_value(p, v)
     return values
+
+
+class TemplatedJob(_Strict):
+    """A job submitted by naming a template: the template's spec, expanded with
+    ``params``; ``name``, ``group``, ``priority`` and ``code`` given here win."""
+
+    template: str = Field(pattern=NAME_PATTERN, description="the template's name")
+    version: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="default: the latest version"
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="values for the template's parameters"
+    )
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+    group: str | None = Field(default=None, pattern=NAME_PATTERN)
+    priority: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    code: CodeFile | CodeGit | None = None
+
+
+#: The tags of :data:`JobSubmission`'s two forms (they appear in validation errors' loc).
+SUBMISSION_TAGS = ("JobSpec", "TemplatedJob")
+
+
+def _submission_kind(body: Any) -> str:
+    return "TemplatedJob" if isinstance(body, dict) and "template" in body else "JobSpec"
+
+
+#: The body of ``POST /api/v1/jobs``: a full job spec, or a template to expand.
+JobSubmission = Annotated[
+    Annotated[JobSpec, Tag("JobSpec")] | Annotated[TemplatedJob, Tag("TemplatedJob")],
+    Discriminator(_submission_kind),
+]

@@ -18,19 +18,19 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Discriminator, Field, Tag, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from plinth.services.auth import Principal, require_unscoped
 from plinth.services.errors import Conflict, Forbidden, Invalid, NotFound
-from plinth.services.specs import NAME_PATTERN, CodeFile, CodeGit, JobSpec
+from plinth.services.specs import JobSpec
 from plinth.services.template_model import (
     ParamError,
+    TemplatedJob,
     TemplateDocument,
-    _Strict,
     resolve_params,
 )
 from plinth.services.template_render import TemplateRenderError, render_spec
@@ -38,10 +38,7 @@ from plinth.store.models import Group, Template, TemplateVersion, utcnow
 
 __all__ = [
     "BUILTIN_AUTHOR",
-    "SUBMISSION_TAGS",
-    "JobSubmission",
     "TemplateView",
-    "TemplatedJob",
     "expand_job",
     "get_template",
     "list_templates",
@@ -53,23 +50,6 @@ __all__ = [
 #: ``created_by`` of the versions the server registers itself (built-in templates).
 BUILTIN_AUTHOR = "plinth"
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "templates"
-
-
-class TemplatedJob(_Strict):
-    """A job submitted by naming a template: the template's spec, expanded with
-    ``params``; ``name``, ``group``, ``priority`` and ``code`` given here win."""
-
-    template: str = Field(pattern=NAME_PATTERN, description="the template's name")
-    version: int | None = Field(
-        default=None, ge=1, le=2**31 - 1, description="default: the latest version"
-    )
-    params: dict[str, Any] = Field(
-        default_factory=dict, description="values for the template's parameters"
-    )
-    name: str | None = Field(default=None, pattern=NAME_PATTERN)
-    group: str | None = Field(default=None, pattern=NAME_PATTERN)
-    priority: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
-    code: CodeFile | CodeGit | None = None
 
 
 @dataclass(frozen=True)
@@ -322,18 +302,3 @@ def register_builtin_templates(session: Session) -> list[str]:
         if created:
             done.append(f"{view.name} v{view.version}")
     return done
-
-
-#: The tags of :data:`JobSubmission`'s two forms (they appear in validation errors' loc).
-SUBMISSION_TAGS = ("JobSpec", "TemplatedJob")
-
-
-def _submission_kind(body: Any) -> str:
-    return "TemplatedJob" if isinstance(body, dict) and "template" in body else "JobSpec"
-
-
-#: The body of ``POST /api/v1/jobs``: a full job spec, or a template to expand.
-JobSubmission = Annotated[
-    Annotated[JobSpec, Tag("JobSpec")] | Annotated[TemplatedJob, Tag("TemplatedJob")],
-    Discriminator(_submission_kind),
-]

@@ -13,7 +13,8 @@ from plinth.api.schemas import EventOut, ExplainOut, JobOut, ReplicaOut
 from plinth.services import jobs as svc
 from plinth.services.queue import explain_job
 from plinth.services.specs import NAME_PATTERN, ROLE_PATTERN
-from plinth.services.templates import JobSubmission, TemplatedJob, expand_job
+from plinth.services.template_model import JobSubmission, TemplatedJob
+from plinth.services.templates import expand_job
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
