@@ -48,8 +48,7 @@ def create(
     if output is out.Output.json:
         out.print_json(t)
         return
-    fresh = t.get("created_at") == t.get("updated_at")
-    what = "Published" if fresh else "Unchanged:"
+    what = "Published" if t.get("created") else "Unchanged (same as the latest version):"
     out.print_line(f"{what} template {t.get('name')} version {t.get('version')} ({_owner(t)}).")
 
 

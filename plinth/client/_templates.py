@@ -18,9 +18,11 @@ class Templates:
 
     def publish(self, document: dict[str, Any]) -> dict[str, Any]:
         """Publish a template document: version 1 of a new name, else the next version
-        (the same document as the latest version returns that version unchanged)."""
-        return cast("dict[str, Any]", self._t.json("POST", f"{API_PREFIX}/templates",
-                                                   json=document))  # fmt: skip
+        (the same document as the latest version returns that version unchanged).
+
+        Returns the version, plus ``created``: whether this call added it (HTTP 201)."""
+        response = self._t.request("POST", f"{API_PREFIX}/templates", json=document)
+        return {**response.json(), "created": response.status_code == 201}
 
     def list(self) -> list[dict[str, Any]]:
         """The latest version of every template this token may use, by name."""

@@ -59,6 +59,8 @@ def test_templates_from_create_to_a_job_that_records_its_version(
     doc.write_text(yaml.safe_dump(template_doc(name)))
     created = plinth_json(["template", "create", str(doc)], admin_env)
     assert (created["name"], created["version"], created["group"]) == (name, 1, None)
+    again = plinth(["template", "create", str(doc)], admin_env)
+    assert f"Unchanged (same as the latest version): template {name} version 1" in again.stdout
     body = template_doc(name)
     body["parameters"][1]["default"] = 2
     doc.write_text(yaml.safe_dump(body))
