@@ -30,8 +30,6 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -39,7 +37,8 @@ from pydantic import (
     model_validator,
 )
 
-from plinth.services.specs import NAME_PATTERN, CodeFile, CodeGit, JobSpec, json_depth
+# One strictness for every request model: unknown keys are named in the refusal.
+from plinth.services.specs import NAME_PATTERN, CodeFile, CodeGit, JobSpec, _Strict, json_depth
 from plinth.services.template_render import TemplateRenderError, check_spec
 
 __all__ = [
@@ -69,22 +68,6 @@ SPEC_KEYS = frozenset(JobSpec.model_fields) - {"group"}
 
 class ParamError(ValueError):
     """A parameter value is refused; ``str(e)`` starts with ``params.<name>:``."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_fields(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = [k for k in data if k not in cls.model_fields]
-            if unknown:
-                raise ValueError(
-                    f"unknown field(s) {', '.join(map(repr, unknown))}; "
-                    f"allowed: {', '.join(cls.model_fields)}"
-                )
-        return data
 
 
 Scalar = str | int | float | bool

@@ -3,8 +3,6 @@ earlier data, the new tables round-trip, and it downgrades cleanly."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -12,15 +10,10 @@ from alembic import command
 from sqlalchemy import text
 
 from plinth.store.db import Database
-from plinth.store.migrate import alembic_config, current_revision, upgrade
+from plinth.store.migrate import current_revision, upgrade
 from plinth.store.models import JobMetric, Template, TemplateVersion, Workload
 
-
-def _run(db: Database, action: Callable, revision: str) -> None:
-    cfg = alembic_config()
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        action(cfg, revision)
+from ._migrations import run, seed_0001
 
 
 @pytest.mark.parametrize(
@@ -34,18 +27,8 @@ def test_0005_keeps_data_and_round_trips(
     db = Database(url)
     try:
         upgrade(db.engine, "0002")
-        now = datetime(2026, 1, 1)
-        with db.engine.begin() as conn:
-            conn.execute(text("INSERT INTO groups (name, quota, created_at) "
-                              "VALUES ('g', '{\"cpu\": 2}', :t)"), {"t": now})  # fmt: skip
-            conn.execute(text("INSERT INTO users (name, group_id, admin, created_at) "
-                              "VALUES ('u', 1, false, :t)"), {"t": now})  # fmt: skip
-            conn.execute(text(
-                "INSERT INTO workloads (id, kind, name, group_id, user_id, state, reason, spec,"
-                " demand, attempt, failures, retries, max_runtime_s, created_at, queued_at)"
-                " VALUES ('job-1', 'job', 'j', 1, 1, 'pending', '', '{}', '{}', 0, 0, 0, 60,"
-                " :t, :t)"), {"t": now})  # fmt: skip
-        _run(db, command.upgrade, "0005")
+        seed_0001(db)
+        run(db, command.upgrade, "0005")
         assert current_revision(db.engine) == "0005"
         with db.session() as s:
             assert s.get(Workload, "job-1").template is None
@@ -60,11 +43,11 @@ def test_0005_keeps_data_and_round_trips(
             ids = [m.id for m in s.query(JobMetric).order_by(JobMetric.id)]
             assert len(ids) == 3 and ids == sorted(ids)
             assert s.query(TemplateVersion).one().document == {"spec": {}}
-        _run(db, command.downgrade, "0002")
+        run(db, command.downgrade, "0002")
         assert current_revision(db.engine) == "0002"
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT id FROM workloads")).scalar_one() == "job-1"
-        _run(db, command.upgrade, "0005")
+        run(db, command.upgrade, "0005")
         assert current_revision(db.engine) == "0005"
     finally:
         db.dispose()
