@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from plinth.services.auth import Principal, require_unscoped
@@ -298,7 +299,11 @@ def register_builtin_templates(session: Session) -> list[str]:
         seen = any(d == stored for d in earlier)
         if seen:
             continue
-        view, created = publish_template(session, system, doc, author=BUILTIN_AUTHOR)
+        try:
+            with session.begin_nested():  # another server starting on the same database
+                view, created = publish_template(session, system, doc, author=BUILTIN_AUTHOR)
+        except IntegrityError:
+            continue  # ... registered it at the same moment
         if created:
             done.append(f"{view.name} v{view.version}")
     return done
