@@ -5,9 +5,9 @@ A point is ``{role, replica, step, time, values}``: ``values`` maps a metric nam
 (the server fills it when absent), ``step`` the training step (optional). Who may
 post: the job's own workload token, members of its group, admins (anyone who can see
 the job and is not scoped to another workload). Bounds: :data:`MAX_POINTS_PER_REQUEST`
-per post, :data:`MAX_VALUES_PER_POINT` per point, and the newest
-:data:`MAX_POINTS_PER_JOB` points per job are kept (older ones are dropped as new ones
-arrive, so a long run keeps its recent history).
+per post, :data:`MAX_VALUES_PER_POINT` per point, and at most
+:data:`MAX_POINTS_PER_JOB` points per job: past it the oldest are dropped down to 90% of
+the cap, so a long run keeps its recent history.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time as _time
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from plinth.services.auth import Principal
@@ -90,18 +90,32 @@ def post_metrics(session: Session, p: Principal, job_id: str, body: MetricsPost)
     ]  # fmt: skip
     conn = session.connection()
     conn.execute(insert(JobMetric), rows)
-    cutoff = conn.execute(
-        select(JobMetric.id)
-        .where(JobMetric.workload_id == job_id)
-        .order_by(JobMetric.id.desc())
-        .offset(MAX_POINTS_PER_JOB)
-        .limit(1)
-    ).scalar()
-    if cutoff is not None:
-        conn.execute(
-            delete(JobMetric).where(JobMetric.workload_id == job_id, JobMetric.id <= cutoff)
-        )
+    _trim(conn, job_id)
     return len(rows)
+
+
+def _trim(conn: Any, job_id: str) -> None:
+    """Keep the job's newest points: over MAX_POINTS_PER_JOB, drop the oldest down to 90%
+    of it (so that the next posts need not trim again).
+
+    Counting a job's points walks its index (tens of ms at the cap), so it is done only
+    when ``max(id) - min(id)`` (two index lookups; ids are shared by all jobs, so this
+    bounds the count from above) says the job may be over the cap."""
+    low, high = conn.execute(
+        select(func.min(JobMetric.id), func.max(JobMetric.id)).where(
+            JobMetric.workload_id == job_id
+        )
+    ).one()
+    if low is None or high - low + 1 <= MAX_POINTS_PER_JOB:
+        return
+    newest_first = (
+        select(JobMetric.id).where(JobMetric.workload_id == job_id).order_by(JobMetric.id.desc())
+    )
+    if conn.execute(newest_first.offset(MAX_POINTS_PER_JOB).limit(1)).scalar() is None:
+        return
+    keep = MAX_POINTS_PER_JOB * 9 // 10
+    cutoff = conn.execute(newest_first.offset(keep).limit(1)).scalar()
+    conn.execute(delete(JobMetric).where(JobMetric.workload_id == job_id, JobMetric.id <= cutoff))
 
 
 def read_metrics(

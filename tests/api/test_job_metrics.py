@@ -101,10 +101,18 @@ def test_bad_points_are_refused_with_422(plinth: Plinth, points: list, problem: 
 def test_each_job_keeps_its_newest_points(
     plinth: Plinth, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(job_metrics, "MAX_POINTS_PER_JOB", 5)
+    monkeypatch.setattr(job_metrics, "MAX_POINTS_PER_JOB", 10)
     job = plinth.submit(plinth.admin, {"main": role("pass")})
-    for start in (0, 4):
-        body = {"points": [point(i, loss=float(i)) for i in range(start, start + 4)]}
-        assert plinth.c.post(url(job["id"]), headers=plinth.admin, json=body).status_code == 200
-    pts = plinth.c.get(url(job["id"]), headers=plinth.admin).json()["points"]
-    assert [pt["step"] for pt in pts] == [3, 4, 5, 6, 7]
+    other = plinth.submit(plinth.admin, {"main": role("pass")})
+
+    def post(job_id: str, steps: range) -> list[int]:
+        body = {"points": [point(i, loss=float(i)) for i in steps]}
+        assert plinth.c.post(url(job_id), headers=plinth.admin, json=body).status_code == 200
+        return [pt["step"] for pt in plinth.c.get(url(job_id), headers=plinth.admin).json()[
+            "points"]]  # fmt: skip
+
+    assert post(job["id"], range(6)) == list(range(6))
+    assert post(other["id"], range(100, 106)) == list(range(100, 106))  # interleaved ids
+    assert post(job["id"], range(6, 10)) == list(range(10))  # at the cap: all kept
+    assert post(job["id"], range(10, 12)) == list(range(3, 12))  # over: down to 90%
+    assert post(other["id"], range(106, 108)) == list(range(100, 108))
