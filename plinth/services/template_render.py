@@ -19,6 +19,7 @@ and ``*`` / ``**`` are bounded so that no expression can build a huge value.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -91,16 +92,26 @@ def _is_template(text: str) -> bool:
     return "{{" in text or "{%" in text or "{#" in text
 
 
-def check_text(text: str, where: str, names: Iterable[str]) -> nodes.Template:
-    """Parse one leaf and refuse what the allow-list does not hold; return its AST.
+def check_text(text: str, where: str, names: Iterable[str]) -> None:
+    """Parse one leaf and refuse what the allow-list does not hold.
 
-    ``names``: the variables the leaf may use (the declared parameters)."""
+    ``names``: the variables the leaf may use (the declared parameters). A leaf found
+    fine is remembered (with its names), so a template's leaves are parsed once per
+    server, not at every submit."""
+    try:
+        _checked(text, frozenset(names))
+    except TemplateRenderError as e:
+        raise TemplateRenderError(f"{where}: {e}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked(text: str, names: frozenset[str]) -> None:
     try:
         ast = _ENV.parse(text)
     except TemplateError as e:
-        raise TemplateRenderError(f"{where}: not a valid Jinja template: {e}") from None
+        raise TemplateRenderError(f"not a valid Jinja template: {e}") from None
     except RecursionError:
-        raise TemplateRenderError(f"{where}: the expression is nested too deeply") from None
+        raise TemplateRenderError("the expression is nested too deeply") from None
     for node in ast.find_all(nodes.Stmt):
         if not isinstance(node, _STATEMENTS):
             kind = type(node).__name__.lower()
@@ -109,32 +120,31 @@ def check_text(text: str, where: str, names: Iterable[str]) -> nodes.Template:
                 if isinstance(node, nodes.Include | nodes.Import | nodes.FromImport | nodes.Extends)
                 else "only expressions and {% if %} blocks are allowed"
             )
-            raise TemplateRenderError(f"{where}: '{kind}' statements are refused: {hint}")
+            raise TemplateRenderError(f"'{kind}' statements are refused: {hint}")
     for call in ast.find_all(nodes.Call):
         raise TemplateRenderError(
-            f"{where}: calling functions or methods is refused (line {call.lineno}); "
+            f"calling functions or methods is refused (line {call.lineno}); "
             "use the allowed filters instead"
         )
     for attr in ast.find_all(nodes.Getattr):
         if attr.attr.startswith("_"):
-            raise TemplateRenderError(f"{where}: access to attribute {attr.attr!r} is refused")
+            raise TemplateRenderError(f"access to attribute {attr.attr!r} is refused")
     for item in ast.find_all(nodes.Getitem):
         key = item.arg
         if isinstance(key, nodes.Const) and isinstance(key.value, str) and key.value[:1] == "_":
-            raise TemplateRenderError(f"{where}: access to item {key.value!r} is refused")
+            raise TemplateRenderError(f"access to item {key.value!r} is refused")
     for f in ast.find_all(nodes.Filter):
         if f.name not in FILTERS:
             raise TemplateRenderError(
-                f"{where}: filter {f.name!r} is not allowed; allowed: {', '.join(sorted(FILTERS))}"
+                f"filter {f.name!r} is not allowed; allowed: {', '.join(sorted(FILTERS))}"
             )
     known = set(names) | {"omit"}
     unknown = sorted(meta.find_undeclared_variables(ast) - known)
     if unknown:
         raise TemplateRenderError(
-            f"{where}: uses {', '.join(map(repr, unknown))}, not a declared parameter "
+            f"uses {', '.join(map(repr, unknown))}, not a declared parameter "
             "(declare it under 'parameters')"
         )
-    return ast
 
 
 def _leaves(value: Any, where: str) -> Iterable[tuple[str, str]]:
@@ -155,17 +165,27 @@ def check_spec(spec: Mapping[str, Any], names: Iterable[str]) -> None:
         check_text(text, f"spec.{where}", allowed)
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(text: str) -> tuple[bool, Any]:
+    """A checked leaf compiled once: (True, expression) for a leaf that is exactly one
+    expression (its value keeps its type), else (False, template) rendering text."""
+    whole = _ONE_EXPRESSION.match(text)
+    if whole is not None:
+        return True, _ENV.compile_expression(whole["expr"], undefined_to_none=False)
+    return False, _ENV.from_string(text)
+
+
 def _render_leaf(text: str, where: str, values: Mapping[str, Any]) -> Any:
     check_text(text, where, values.keys())
     context = {**values, "omit": OMIT}
-    whole = _ONE_EXPRESSION.match(text)
     try:
-        if whole is not None:
-            result = _ENV.compile_expression(whole["expr"], undefined_to_none=False)(**context)
+        native, compiled = _compiled(text)
+        if native:
+            result = compiled(**context)
             if isinstance(result, Undefined):
                 result._fail_with_undefined_error()
             return result
-        return _ENV.from_string(text).render(context)
+        return compiled.render(context)
     except SecurityError as e:
         raise TemplateRenderError(f"{where}: refused by the sandbox: {e}") from None
     except RecursionError:
