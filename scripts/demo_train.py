@@ -32,6 +32,7 @@ EXAMPLE = ROOT / "examples" / "ctr" / "config.yaml"
 DEMO_NODE = {"name": "demo", "cpu": 8, "memory": "16Gi", "gpu": 0}
 # The example model (examples/ctr/config.yaml), as algorithm parameters of sparse-ctr.
 ALGORITHM = {"model": "deepfm", "embedding_dim": 8, "hidden": "[64, 32]", "epochs": 2}
+TIMEOUT_S = 1200  # the longest any one step may take, even on a busy machine
 
 
 def _plinth() -> list[str]:
@@ -42,12 +43,16 @@ def _plinth() -> list[str]:
 
 def _run(args: list[str], env: dict[str, str] | None = None, *, echo: bool = True,
          capture: bool = True) -> str:
-    """Run ``plinth ARGS``; raise RuntimeError naming the command when it fails."""
+    """Run ``plinth ARGS`` (for at most TIMEOUT_S); raise RuntimeError naming the command
+    when it fails."""
     if echo:
         print("$ plinth " + " ".join(args), flush=True)
-    r = subprocess.run([*_plinth(), *args], env=env, cwd=ROOT, check=False, text=True,
-                       stdout=subprocess.PIPE if capture else None,
-                       stderr=subprocess.PIPE if capture else None)
+    try:
+        r = subprocess.run([*_plinth(), *args], env=env, cwd=ROOT, check=False, text=True,
+                           stdout=subprocess.PIPE if capture else None,
+                           stderr=subprocess.PIPE if capture else None, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"`plinth {' '.join(args)}` took over {TIMEOUT_S}s") from None
     if r.returncode != 0:
         raise RuntimeError(f"`plinth {' '.join(args)}` exited with {r.returncode}: "
                            f"{(r.stderr or '')[-2000:]}")
@@ -81,6 +86,8 @@ def train_on_the_platform(data: Path, work: Path) -> dict[str, Any]:
             args += ["--param", f"{k}={v}"]
         job_id = _run(args, env).strip().splitlines()[-1]
         t0 = time.perf_counter()
+        # Live training metrics (loss, samples/s, held-out AUC) as the workers report them.
+        _run(["job", "metrics", job_id, "--follow", "--name", "loss"], env, capture=False)
         job = json.loads(_run(["job", "wait", job_id, "-o", "json"], env, echo=False))
         print(f"job {job_id} {job['state']} in {time.perf_counter() - t0:.0f}s: {job['reason']}",
               flush=True)
@@ -88,10 +95,12 @@ def train_on_the_platform(data: Path, work: Path) -> dict[str, Any]:
         print(f"template {template.get('name')} v{template.get('version')}; roles "
               + ", ".join(f"{r} x{s['replicas']}" for r, s in job["spec"]["roles"].items()))
         points = json.loads(_run(["job", "metrics", job_id, "-o", "json"], env, echo=False))
-        print(f"$ plinth job metrics {job_id}   ({len(points['points'])} points; the last few)")
-        for pt in [p for p in points["points"] if p["role"] == "worker"][-3:]:
+        print(f"$ plinth job metrics {job_id} -o json   ({len(points['points'])} points; "
+              "each worker's last)")
+        last = {p["replica"]: p for p in points["points"] if p["role"] == "worker"}
+        for replica, pt in sorted(last.items()):
             values = ", ".join(f"{k}={v:.4g}" for k, v in sorted(pt["values"].items()))
-            print(f"  worker-{pt['replica']} step {pt['step']}: {values}")
+            print(f"  worker-{replica} step {pt['step']}: {values}")
         if job["state"] != "succeeded":
             print(_run(["job", "logs", job_id], env, echo=False)[-4000:], file=sys.stderr)
             raise RuntimeError(f"job {job_id} ended {job['state']}: {job['reason']}")
