@@ -79,6 +79,7 @@ def control_plane(cfg: ServerConfig, home: Path, db_url: str, url: str) -> Itera
     from plinth.services.control_loop import ControlLoop
     from plinth.services.isolation import setup_isolation
     from plinth.services.reconcile import reconcile
+    from plinth.services.templates import register_builtin_templates
     from plinth.store.db import Database
     from plinth.store.migrate import upgrade
 
@@ -90,6 +91,7 @@ def control_plane(cfg: ServerConfig, home: Path, db_url: str, url: str) -> Itera
         total = sum((n.resources for n in loop.nodes), Resources())
         with db.session() as s:
             token = bootstrap_admin(s, home, total.to_dict())
+            register_builtin_templates(s)
         report = reconcile(db, executor, cfg.jobs.grace)
         if report.readopted or report.lost or report.requeued or report.orphans_stopped:
             log.warning(

@@ -24,6 +24,7 @@ from plinth.api.metrics import make_registry
 from plinth.api.routers import ALL
 from plinth.config import ServerConfig, database_url, plinth_home, secure_home
 from plinth.services.errors import ServiceError
+from plinth.services.template_model import SUBMISSION_TAGS
 
 __all__ = ["create_app"]
 
@@ -39,11 +40,13 @@ def _loc(loc: Any) -> str:
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
-        where = _loc(err.get("loc", ()))
+        # The tags of a union body (a job spec or a templated job) are not fields.
+        loc = [x for x in err.get("loc", ()) if x not in SUBMISSION_TAGS]
+        where = _loc(loc)
         msg = str(err.get("msg", "invalid"))
         msg = msg.removeprefix("Value error, ")
         out.append(
-            {"loc": list(err.get("loc", ())), "msg": f"{where}: {msg}", "type": err.get("type", "")}
+            {"loc": loc, "msg": f"{where}: {msg}", "type": err.get("type", "")}
         )
     return out
 

@@ -49,6 +49,14 @@ def load_spec(path: Path) -> dict[str, Any]:
     return data
 
 
+def template_ref(text: str) -> dict[str, Any]:
+    """``NAME`` or ``NAME@VERSION`` (from --template) as spec keys ``template``/``version``."""
+    name, sep, version = text.partition("@")
+    if not name or (sep and not version.isdigit()) or (sep and int(version) < 1):
+        raise InputError(f"--template: {text!r} is not NAME or NAME@VERSION (e.g. sparse-ctr@2)")
+    return {"template": name, **({"version": int(version)} if sep else {})}
+
+
 def prepare_spec(
     spec: dict[str, Any],
     spec_dir: Path,

@@ -22,10 +22,12 @@ from plinth.cli._parse import InputError
 from plinth.cli.admin import app as admin_app
 from plinth.cli.data import app as data_app
 from plinth.cli.groups import app as groups_app
+from plinth.cli.job_metrics import metrics as job_metrics_command
 from plinth.cli.jobs import app as jobs_app
 from plinth.cli.nodes import app as nodes_app
 from plinth.cli.queue import queue as queue_command
 from plinth.cli.quotas import quota_app, reservation_app
+from plinth.cli.templates import app as templates_app
 from plinth.cli.tokens import app as tokens_app
 from plinth.cli.users import app as users_app
 from plinth.client import APIError, AuthError, InvalidInputError, PlinthError
@@ -74,7 +76,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+jobs_app.command("metrics")(job_metrics_command)
 app.add_typer(jobs_app, name="job")
+app.add_typer(templates_app, name="template")
 app.add_typer(groups_app, name="group")
 app.add_typer(users_app, name="user")
 app.add_typer(nodes_app, name="node")

@@ -290,7 +290,10 @@ def prepare_rerun(
     why = f"rerun of {old.id} by {p.user}"
     if old.code and old.code["kind"] == "git":
         why += f" (recorded commit {old.code['commit'][:12]})"
-    return _prepare(session, p, spec, old.code, cfg, nodes, why)
+    new = _prepare(session, p, spec, old.code, cfg, nodes, why)
+    if old.template is not None:
+        new.values["template"] = old.template  # the same expanded spec: the same version
+    return new
 
 
 def _visible(p: Principal, w: Workload | None, job_id: str) -> Workload:

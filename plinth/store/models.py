@@ -35,9 +35,12 @@ __all__ = [
     "File",
     "FileGrant",
     "Group",
+    "JobMetric",
     "QuotaExpansion",
     "Replica",
     "Reservation",
+    "Template",
+    "TemplateVersion",
     "Token",
     "UsageRecord",
     "User",
@@ -203,6 +206,9 @@ class Workload(Base):
     # and it returns to pending (queued_at unchanged) once they have all exited.
     preempted_at: Mapped[datetime | None]
     preemptions: Mapped[int] = mapped_column(Integer, default=0)
+    # Set when the job was expanded from a template: {"name", "version", "params"} (the
+    # resolved parameter values); ``spec`` then holds the expanded spec it ran.
+    template: Mapped[dict[str, Any] | None]
 
 
 class Replica(Base):
@@ -298,3 +304,51 @@ class UsageRecord(Base):
     start: Mapped[datetime]
     end: Mapped[datetime] = mapped_column(index=True)
     resources: Mapped[dict[str, Any]]
+
+
+class Template(Base):
+    """A named job template (preset). ``group_id`` None: a platform template (admins
+    write it, every group uses it); else the group's own. Its content lives in
+    immutable :class:`TemplateVersion` rows."""
+
+    __tablename__ = "templates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id"), index=True)
+    latest_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TemplateVersion(Base):
+    """One version of a template: ``document`` holds its description, parameters,
+    presets and spec (see plinth.services.template_model). Never updated."""
+
+    __tablename__ = "template_versions"
+    __table_args__ = (UniqueConstraint("template_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    template_id: Mapped[int] = mapped_column(ForeignKey("templates.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]]
+    created_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobMetric(Base):
+    """One training metrics point a job's replica reported: ``values`` maps a metric name
+    to a finite float; ``time`` is seconds since the epoch. Ids order the points."""
+
+    __tablename__ = "job_metrics"
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    workload_id: Mapped[str] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(63))
+    replica: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int | None] = mapped_column(BigInteger)
+    time: Mapped[float] = mapped_column(Float)
+    values: Mapped[dict[str, Any]]
+
+
+Index("ix_job_metrics_workload_id_id", JobMetric.workload_id, JobMetric.id)
