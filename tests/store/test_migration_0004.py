@@ -12,7 +12,7 @@ from sqlalchemy import text
 from plinth.store.db import Database
 from plinth.store.migrate import current_revision, upgrade
 
-from .test_migration_0002 import _run
+from ._migrations import run as _run
 
 
 def test_0004_keeps_tokens_and_grants_old_uploads(tmp_path: Path) -> None:
