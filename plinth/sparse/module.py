@@ -243,7 +243,9 @@ class SparseEmbedding(nn.Module):
             if p.weight.grad is None:
                 continue
             table = self.tables[p.table]
-            if type(table).push is EmbeddingTable.push:  # not a subclass's own push
+            # A local table (not a subclass's own push) or a table that says it takes the
+            # flag (the parameter-server client, issue 11).
+            if type(table).push is EmbeddingTable.push or getattr(table, "accepts_unique", False):
                 # p.ids came out of unique_inverse: the table need not deduplicate again.
                 table.push(p.ids, p.weight.grad.numpy(), unique=True)
             else:
