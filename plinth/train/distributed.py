@@ -66,7 +66,6 @@ import torch.nn.functional as F
 from plinth.data.metrics import auc
 from plinth.data.reader import DataError
 from plinth.sparse.jagged import Batch
-from plinth.sparse.module import unique_inverse
 from plinth.sparse.ps.client import PSClient, RemoteTable
 from plinth.sparse.ps.protocol import PSError
 from plinth.sparse.ps.shard import Shard
@@ -184,21 +183,11 @@ class DistributedTrainer(Trainer):
 
     # ---- one step -----------------------------------------------------------------------
     def _prefetch(self, batch: Batch) -> None:
-        """Send the pulls of ``batch``'s rows, exactly the unique ids the model's forward
-        will ask each table for (so its pull collects them)."""
-        kjt = batch.sparse
-        b = kjt.stride()
-        off = kjt.offsets()
-        index = {k: i for i, k in enumerate(kjt.keys())}
-        values = kjt.values()
+        """Send the pulls of ``batch``'s rows: exactly the ids the model's forward will
+        ask each table for, so its pull collects them."""
         for m in self.model.sparse_modules():
-            for table_name, members in m._groups.items():
-                spans = []
-                for i in members:
-                    k = index[m.features[i].key]
-                    spans.append(values[int(off[k * b]):int(off[(k + 1) * b])])
-                ids = spans[0] if len(spans) == 1 else np.concatenate(spans)
-                m.tables[table_name].prefetch(unique_inverse(ids)[0])
+            for table_name, ids in m.unique_ids(batch.sparse).items():
+                m.tables[table_name].prefetch(ids)
 
     def train_step(self, batch: Batch) -> float:
         """One synchronous dense / asynchronous sparse step; returns the mean loss."""

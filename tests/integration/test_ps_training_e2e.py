@@ -105,7 +105,8 @@ def _replica_pids(job_id: str, role: str, module: str) -> dict[int, int]:
             continue
         try:
             argv = (d / "cmdline").read_bytes().split(b"\0")
-            if module.encode() not in argv:
+            # `python -m module`; not its supervisor, whose argv ends with the command.
+            if argv[1:3] != [b"-m", module.encode()]:
                 continue
             env = dict(kv.split(b"=", 1) for kv in (d / "environ").read_bytes().split(b"\0")
                        if b"=" in kv)
