@@ -72,7 +72,8 @@ from plinth.sparse.ps.shard import Shard
 from plinth.train.config import ConfigError, TrainConfig, load_config
 from plinth.train.data_split import WorkerReader
 from plinth.train.distributed_config import DistributedConfig
-from plinth.train.package import export_package
+from plinth.train.package import FORMAT as PACKAGE_FORMAT
+from plinth.train.package import _publish, _save_npz, _save_torch, export_package
 from plinth.train.reporting import MetricsReporter
 from plinth.train.trainer import Trainer, TrainingInterrupted, _fsync_dir, _write_file
 
@@ -239,6 +240,7 @@ class DistributedTrainer(Trainer):
         )
         steps = reader.steps_per_epoch
         every = cfg.checkpoint.every_steps
+        delta_every = cfg.export.delta_every_steps
         loss_ema: float | None = None
         t0 = time.perf_counter()
         while self.epoch < cfg.epochs:
@@ -254,6 +256,8 @@ class DistributedTrainer(Trainer):
                 self.epoch_step += 1
                 self.samples_seen += batch.size
                 loss_ema = loss if loss_ema is None else 0.98 * loss_ema + 0.02 * loss
+                if delta_every and self.step % delta_every == 0:
+                    self.export_delta()
                 if self.step % self.dist.metrics_every_steps == 0:
                     self._report(loss_ema)
                 if self.step % cfg.log_every_steps == 0:
@@ -329,6 +333,10 @@ class DistributedTrainer(Trainer):
     def save_checkpoint(self) -> Path:
         """Write a coordinated checkpoint (all workers call this at the same step); return
         its directory. See the module docstring for the protocol."""
+        if self.cfg.export.delta_every_steps and self._delta_step != self.step:
+            # The delta chain ends exactly at each checkpoint (a restored shard starts
+            # with nothing to export), as in plinth.train.trainer.
+            self.export_delta()
         self._settle()
         me = {"rank": self.rank, "position": self.position, "samples_seen": self.samples_seen,
               "train_seconds": self.train_seconds}
@@ -411,9 +419,42 @@ class DistributedTrainer(Trainer):
                 f"checkpoint {path} was written with different {', '.join(diff)}; "
                 "use a new output_dir, or set checkpoint.resume: false to start over")
 
-    def export_delta(self) -> Path:  # pragma: no cover - see docs/distributed.md
-        raise NotImplementedError("delta exports of distributed training are written by "
-                                  "the shards: PSClient.export_delta(dir)")
+    def export_delta(self) -> Path:
+        """Write the rows changed since the previous delta, in the package's delta format
+        (:mod:`plinth.train.package`), as ``<output_dir>/deltas/delta-NNNNNN``. Every
+        worker calls this at the same step: all settle and meet, worker 0 has each shard
+        write its changed rows, merges them per table, adds the dense weights and
+        publishes the directory atomically."""
+        self._settle()
+        self._barrier()
+        self.delta_seq += 1
+        self._delta_step = self.step
+        root = self.cfg.output_path / "deltas"
+        final = root / f"delta-{self.delta_seq:06d}"
+        if self.rank == 0:
+            tmp = root / f".{final.name}.tmp-{os.getpid()}"
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            (tmp / "tables").mkdir(parents=True)
+            self.client.export_delta(str(tmp))
+            counts = {}
+            for name in self.table_configs:
+                parts = sorted((tmp / "tables").glob(f"{name}.shard-*.npz"))
+                loaded = [dict(np.load(p)) for p in parts]
+                merged = {k: np.concatenate([d[k] for d in loaded])
+                          for k in ("ids", "values", "evicted_ids")}
+                _save_npz(tmp / "tables" / f"{name}.npz", merged)
+                for p in parts:
+                    p.unlink()
+                counts[name] = {"rows": int(merged["ids"].shape[0]),
+                                "evicted": int(merged["evicted_ids"].shape[0])}
+            _save_torch(tmp / "dense.pt", self.model.state_dict())
+            (tmp / "delta.json").write_text(json.dumps(
+                {"format": PACKAGE_FORMAT, "seq": self.delta_seq, "step": self.step,
+                 "tables": counts, "created_at": time.time()}, indent=2) + "\n")
+            _publish(tmp, final)
+        self._barrier()
+        return final
 
     def close(self) -> None:
         self.client.close()
