@@ -73,29 +73,31 @@ def shard_threads(n: int) -> Iterator[list[str]]:
 
 @contextmanager
 def shards(n: int) -> Iterator[list[str]]:
-    """``n`` shard subprocesses on free loopback ports; their addresses."""
+    """``n`` shard subprocesses on free loopback ports; their addresses. Their stderr goes
+    to files (a pipe nobody reads could fill up and block a shard)."""
     procs = []
+    logs = Path(tempfile.mkdtemp(prefix="ps-bench-shards-"))
     try:
         for i in range(n):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "plinth.sparse.server", "--port", "0", "--shard",
-                 str(i), "--shards", str(n)],
-                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True))
+            with open(logs / f"shard-{i}.log", "w") as err:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "plinth.sparse.server", "--port", "0", "--shard",
+                     str(i), "--shards", str(n)], stderr=err, stdout=subprocess.DEVNULL))
         addrs = []
-        for p in procs:
-            assert p.stderr is not None
-            for line in p.stderr:
-                m = _SERVING.search(line)
-                if m:
-                    addrs.append(f"127.0.0.1:{m.group(1)}")
-                    break
-            else:
-                raise RuntimeError(f"shard exited with {p.wait()} before serving")
+        for i, p in enumerate(procs):
+            deadline = time.monotonic() + 300
+            while not (m := _SERVING.search((logs / f"shard-{i}.log").read_text())):
+                if p.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"shard {i} did not start: "
+                                       f"{(logs / f'shard-{i}.log').read_text()[-2000:]}")
+                time.sleep(0.05)
+            addrs.append(f"127.0.0.1:{m.group(1)}")
         yield addrs
     finally:
         for p in procs:
             p.kill()
             p.wait()
+        shutil.rmtree(logs, ignore_errors=True)
 
 
 def _batches(rng: np.random.Generator, keys: np.ndarray, batch: int, count: int) -> list[np.ndarray]:

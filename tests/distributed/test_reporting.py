@@ -88,3 +88,48 @@ def test_without_the_environment_it_is_a_no_op(monkeypatch) -> None:
     assert not r.enabled
     r.report("worker", 0, 1, {"loss": 1.0})
     r.close()
+
+
+@pytest.mark.slow
+def test_workers_and_shards_report_their_series(api, ps_data, tmp_path) -> None:
+    """A worker reports step, loss, held-out AUC and samples/s; a shard run by its
+    entrypoint (``python -m plinth.sparse.server``) reports rows, bytes and requests/s."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from plinth.train.config import load_config
+    from plinth.train.distributed import Cluster, DistributedTrainer
+
+    from .conftest import small_config
+
+    url, handler = api
+    env = {**os.environ, "PLINTH_URL": url, "PLINTH_TOKEN": "tok", "PLINTH_WORKLOAD_ID": "j",
+           "PLINTH_ROLES": json.dumps({"ps": ["127.0.0.1:0"]}), "PLINTH_REPLICA": "0",
+           "PLINTH_PORT": "0",
+           "PLINTH_PARAMS": json.dumps({"config": {"distributed": {"metrics_every_s": 0.2}}})}
+    shard = subprocess.Popen([sys.executable, "-m", "plinth.sparse.server"], env=env,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert shard.stderr is not None
+        port = int(re.search(r"serving on [\d.]+:(\d+)", shard.stderr.readline()).group(1))
+        cfg = load_config(small_config(ps_data, tmp_path, export={"package": False},
+                                       distributed={"metrics_every_steps": 3}))
+        reporter = MetricsReporter(url, "tok", "j", interval_s=3600)
+        tr = DistributedTrainer(cfg, Cluster((f"127.0.0.1:{port}",)), log=lambda m: None,
+                                reporter=reporter)
+        tr.fit()  # ends by telling the shard to shut down
+        tr.close()  # flushes the worker's points
+        assert shard.wait(timeout=60) == 0
+    finally:
+        if shard.poll() is None:
+            shard.kill()
+    points = [p for b in handler.bodies for p in b["points"]]
+    worker = [p for p in points if p["role"] == "worker"]
+    ps = [p for p in points if p["role"] == "ps"]
+    assert [p["step"] for p in worker][:3] == [3, 6, 9]
+    assert {"loss", "samples_per_s", "auc"} <= set(worker[0]["values"])
+    assert ps and {"rows", "bytes", "requests_per_s"} <= set(ps[-1]["values"])
+    assert max(p["values"]["rows"] for p in ps) > 0
+
