@@ -34,7 +34,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,29 +45,12 @@ import numpy as np
 from plinth.sparse.config import OptimizerConfig, TableConfig
 from plinth.sparse.module import unique_inverse
 from plinth.sparse.ps.client import PSClient, RemoteTable
-from plinth.sparse.ps.server import ShardServer
-from plinth.sparse.ps.shard import Shard
+from plinth.sparse.ps.server import serve_in_threads
 from plinth.sparse.table import EmbeddingTable
 
 DIM = 16
 CFG = TableConfig(name="emb", dim=DIM, optimizer=OptimizerConfig(kind="adagrad", lr=0.01))
 _SERVING = re.compile(r"serving on [\d.]+:(\d+)")
-
-
-@contextmanager
-def shard_threads(n: int) -> Iterator[list[str]]:
-    """``n`` shards served by threads of this process; their addresses."""
-    servers = [ShardServer(Shard(i, n)) for i in range(n)]
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
-    for t in threads:
-        t.start()
-    try:
-        yield [f"127.0.0.1:{s.port}" for s in servers]
-    finally:
-        for s in servers:
-            s.stop()
-        for t in threads:
-            t.join(timeout=10)
 
 
 @contextmanager
@@ -204,7 +186,7 @@ def bench_end_to_end(rows: int, work: Path) -> dict[str, Any]:
                "threads": 1, "output_dir": str(work / f"run-{workers}"),
                "checkpoint": {"every_steps": None}, "export": {"package": False},
                "progress": False, "log_every_steps": 1000}
-        with shard_threads(2) as addrs:
+        with serve_in_threads(2) as addrs:
             port = _free_port()
             procs = []
             for rank in range(workers):

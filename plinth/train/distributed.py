@@ -96,11 +96,7 @@ class Cluster:
         """From ``PLINTH_ROLES`` (its ``ps`` list) and ``RANK``/``WORLD_SIZE``/
         ``MASTER_ADDR``/``MASTER_PORT``; raises :class:`ConfigError` naming what lacks."""
         env = dict(os.environ if env is None else env)
-        try:
-            roles = json.loads(env.get("PLINTH_ROLES") or "{}")
-        except ValueError:
-            raise ConfigError("PLINTH_ROLES is not valid JSON") from None
-        ps = roles.get("ps") if isinstance(roles, dict) else None
+        ps = _env_json(env, "PLINTH_ROLES").get("ps")
         if not ps:
             raise ConfigError("no parameter-server shards: PLINTH_ROLES has no 'ps' role; "
                               "give the job a ps role running python -m plinth.sparse.server")
@@ -469,15 +465,19 @@ def _table_configs(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return build_table_configs(cfg)
 
 
+def _env_json(env: dict[str, str], name: str) -> dict[str, Any]:
+    """A JSON object from the platform's environment ({} when unset)."""
+    try:
+        value = json.loads(env.get(name) or "{}")
+    except ValueError:
+        raise ConfigError(f"{name} is not valid JSON; the platform sets it") from None
+    return value if isinstance(value, dict) else {}
+
+
 def load_params_config(env: dict[str, str] | None = None) -> TrainConfig:
     """The training config from ``PLINTH_PARAMS`` (JSON) key ``config``; relative paths
     are relative to the working directory (the job's code directory)."""
-    env = dict(os.environ if env is None else env)
-    try:
-        params = json.loads(env.get("PLINTH_PARAMS") or "{}")
-    except ValueError:
-        raise ConfigError("PLINTH_PARAMS is not valid JSON") from None
-    raw = params.get("config") if isinstance(params, dict) else None
+    raw = _env_json(dict(os.environ if env is None else env), "PLINTH_PARAMS").get("config")
     if isinstance(raw, str):
         return load_config(raw)
     if not isinstance(raw, dict):

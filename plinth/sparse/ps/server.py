@@ -12,8 +12,10 @@ reporting). ``zmq.MAXMSGSIZE`` bounds what a peer can make the shard allocate.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,7 @@ import zmq
 from plinth.sparse.ps import protocol as P
 from plinth.sparse.ps.shard import Shard
 
-__all__ = ["ShardServer"]
+__all__ = ["ShardServer", "serve_in_threads"]
 
 log = logging.getLogger("plinth.ps.server")
 
@@ -120,3 +122,23 @@ class ShardServer:
 def _need(arrays: list[np.ndarray], n: int, op: str) -> None:
     if len(arrays) != n:
         raise P.ProtocolError(f"{op} takes {n} arrays, got {len(arrays)}")
+
+
+@contextmanager
+def serve_in_threads(num_shards: int, host: str = "127.0.0.1") -> Iterator[list[str]]:
+    """Run ``num_shards`` shards on threads of this process (free ports) and yield their
+    ``host:port`` addresses; stop them on exit. For notebooks, tests and benchmarks: the
+    kernels release the GIL, but the request loops share it — production shards are
+    processes (``python -m plinth.sparse.server``)."""
+    servers = [ShardServer(Shard(i, num_shards), host) for i in range(num_shards)]
+    threads = [threading.Thread(target=s.serve_forever, name=f"plinth-ps-{i}", daemon=True)
+               for i, s in enumerate(servers)]
+    for t in threads:
+        t.start()
+    try:
+        yield [f"{host}:{s.port}" for s in servers]
+    finally:
+        for s in servers:
+            s.stop()
+        for t in threads:
+            t.join(timeout=10)
