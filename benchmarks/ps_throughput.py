@@ -124,10 +124,12 @@ def bench_transport(shard_counts: list[int], rows: int, batch: int, count: int,
     best_local = [0.0, 0.0]
     transport = []
     for n in shard_counts:
+        _progress(f"transport: {n} shard(s)")
         with shards(n) as addrs, PSClient(addrs, max_pushes_in_flight=2) as client:
             client.hello({"emb": CFG})
             remote = RemoteTable(client, CFG)
             _populate(remote.pull, keys)
+            _progress(f"transport: {n} shard(s) hold {rows} rows")
             best = [0.0, 0.0]
             for _ in range(rounds):
                 pr, ps = _time_pull_push(remote, batches, remote=True)
@@ -154,6 +156,7 @@ def bench_scale(rows_small: int, rows_big: int, batch: int, count: int) -> dict[
         keys = rng.integers(1, 2**62, size=rows_big, dtype=np.int64)
         filled = 0
         for label, target in (("small", rows_small), ("big", rows_big)):
+            _progress(f"scale: filling 2 shards to {target} rows")
             _populate(remote.pull, keys[filled:target])
             filled = target
             stats = client.stats()
@@ -165,6 +168,10 @@ def bench_scale(rows_small: int, rows_big: int, batch: int, count: int) -> dict[
                           "pull_ids_per_s": pull}
     out["pull_big_vs_small"] = out["big"]["pull_ids_per_s"] / out["small"]["pull_ids_per_s"]
     return out
+
+
+def _progress(msg: str) -> None:
+    print(f"[ps_throughput {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def _free_port() -> int:
@@ -181,6 +188,7 @@ def bench_end_to_end(rows: int, work: Path) -> dict[str, Any]:
                            seed=3, row_group_size=max(500, rows // 40)), data)
     out: dict[str, Any] = {}
     for workers in (1, 2):
+        _progress(f"end to end: {workers} worker(s)")
         cfg = {"data": {"train": str(data / "train")}, "schema": str(data / "schema.yaml"),
                "model": "deepfm", "embedding_dim": 16, "hidden": [64], "batch_size": 1024,
                "threads": 1, "output_dir": str(work / f"run-{workers}"),

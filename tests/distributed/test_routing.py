@@ -11,7 +11,7 @@ def test_shard_of_is_pinned_and_independent_of_anything_but_the_shard_count() ->
     got = shard_of(ids, 4)
     # Pinned: a change would silently misroute every checkpointed row.
     assert got.tolist() == shard_of(ids.copy(), 4).tolist()
-    assert got.tolist() == [0, 3, 3, 3, 1, 1, 2]
+    assert got.tolist() == [3, 0, 2, 2, 3, 2, 1]
     assert set(shard_of(np.arange(10_000), 3).tolist()) == {0, 1, 2}
 
 
@@ -32,3 +32,16 @@ def test_split_groups_every_id_once_by_its_shard(n: int) -> None:
 def test_bad_shard_count_is_refused() -> None:
     with pytest.raises(ValueError, match="num_shards"):
         shard_of(np.arange(3), 0)
+
+
+def test_a_shards_ids_spread_over_its_tables_index() -> None:
+    """Routing and the table's index must not share hash bits: a shard holds only its
+    own ids, and they must still cover its index evenly (else probe runs explode)."""
+    from plinth.sparse._kernels import _home
+
+    ids = np.random.default_rng(0).integers(1, 2**62, 200_000, dtype=np.int64)
+    for n in (2, 4):
+        mine = ids[shard_of(ids, n) == 0]
+        slots = np.array([_home(k, 1 << 16) for k in mine[:20_000]])
+        counts = np.bincount(slots * n >> 16, minlength=n)  # by top bits of the slot
+        assert counts.min() > 0.8 * counts.mean(), (n, counts)

@@ -1,10 +1,15 @@
 """Which shard owns a feature id, and splitting a batch of ids by shard.
 
-An id's shard is ``slot_of(mix64(id ^ SALT), num_shards)``: a stable function of the id
-and the number of *shards* only — never of the number of workers — so every worker routes
-an id to the same shard, and a checkpoint can be resharded by recomputing it for the new
-shard count. The salt keeps the routing hash independent of the tables' own index hash
-(also splitmix64), so one shard's ids still spread evenly over its table's slots.
+An id's shard is ``slot_of(mix64(mix64(id) ^ SALT), num_shards)``: a stable function of
+the id and the number of *shards* only — never of the number of workers — so every worker
+routes an id to the same shard, and a checkpoint can be resharded by recomputing it for the
+new shard count.
+
+The routing hash must be independent of the tables' own index hash (``slot_of(mix64(id ^
+_INDEX_SALT), capacity)``): a shard holds only the ids routed to it, and if the two hashes
+agreed on their top bits, all of a shard's ids would fall into one part of its index and
+probe runs would grow without bound (a 2-shard table took minutes to fill before this was
+so). Hashing twice with another salt decorrelates them; a test checks it.
 """
 
 from __future__ import annotations
@@ -16,13 +21,18 @@ from plinth.sparse._hash import mix64, slot_of
 
 __all__ = ["ROUTING_SALT", "ShardSplit", "shard_of", "split_by_shard"]
 
-ROUTING_SALT = np.uint64(0x243F6A8885A308D3)  # pi's fraction bits: any fixed constant works
+ROUTING_SALT = np.uint64(0xD1B54A32D192ED03)  # any odd constant; never change it (checkpoints)
+
+
+@numba.njit(cache=True, inline="always")
+def _shard(key: np.int64, n: np.int64) -> np.int64:
+    return slot_of(mix64(mix64(np.uint64(key)) ^ ROUTING_SALT), n)
 
 
 @numba.njit(cache=True, nogil=True)
 def _shard_kernel(ids: np.ndarray, n: np.int64, out: np.ndarray) -> None:
     for i in range(ids.shape[0]):
-        out[i] = slot_of(mix64(np.uint64(ids[i]) ^ ROUTING_SALT), n)
+        out[i] = _shard(ids[i], n)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -31,7 +41,7 @@ def _split_kernel(ids: np.ndarray, n: np.int64, order: np.ndarray, bounds: np.nd
     shard = np.empty(ids.shape[0], dtype=np.int64)
     counts = np.zeros(n, dtype=np.int64)
     for i in range(ids.shape[0]):
-        s = slot_of(mix64(np.uint64(ids[i]) ^ ROUTING_SALT), n)
+        s = _shard(ids[i], n)
         shard[i] = s
         counts[s] += 1
     bounds[0] = 0
