@@ -100,9 +100,11 @@ def _time_pull_push(table: Any, batches: list[np.ndarray], remote: bool) -> tupl
     grads = [np.full((len(b), DIM), 1e-3, dtype=np.float32) for b in batches]
     n = sum(len(b) for b in batches)
     t0 = time.perf_counter()
+    if remote:
+        table.prefetch(batches[0], train=False)
     for i, b in enumerate(batches):
         if remote and i + 1 < len(batches):
-            table.prefetch(batches[i + 1], train=False)
+            table.prefetch(batches[i + 1], train=False)  # in flight while b is consumed
         table.pull(b, train=False)
     t_pull = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -242,6 +242,8 @@ class DistributedTrainer(Trainer):
         while self.epoch < cfg.epochs:
             batches = reader.iter_epoch(self.epoch, start=min(self.position, reader.num_rows))
             nxt = next(batches, None) if self.epoch_step < steps else None
+            if nxt is not None and self.dist.prefetch:
+                self._prefetch(nxt)
             while nxt is not None:
                 batch = nxt
                 nxt = next(batches, None) if self.epoch_step + 1 < steps else None

@@ -78,12 +78,18 @@ def test_prefetch_is_collected_by_the_matching_pull_and_a_mismatch_falls_back() 
     with shard_threads(2) as addrs, PSClient(addrs) as c:
         c.hello({"emb": CFG})
         remote, local = RemoteTable(c, CFG), EmbeddingTable(CFG)
-        ids = np.arange(50)
-        remote.prefetch(ids)
-        assert np.array_equal(remote.pull(ids), local.pull(ids))
-        remote.prefetch(np.arange(10))
-        other = np.arange(100, 120)
-        assert np.array_equal(remote.pull(other), local.pull(other))
+
+        def requests() -> int:
+            return sum(s["requests"] for s in c.stats())
+
+        a, b, other = np.arange(50), np.arange(50, 90), np.arange(100, 120)
+        remote.prefetch(a)
+        remote.prefetch(b)
+        assert np.array_equal(remote.pull(a), local.pull(a))  # collected, not pulled again
+        assert requests() == 4  # 2 prefetches x 2 shards
+        assert np.array_equal(remote.pull(other), local.pull(other))  # no match: pulled now
+        assert np.array_equal(remote.pull(b), local.pull(b))  # still waiting for its pull
+        assert requests() == 6
 
 
 def test_large_requests_are_split_under_the_message_limit() -> None:

@@ -118,8 +118,11 @@ def test_deltas_chain_up_to_the_final_package(ps_data, tmp_path) -> None:
                                    checkpoint={"every_steps": 6}))
     with shard_threads(2) as addrs:
         tr = DistributedTrainer(cfg, Cluster(tuple(addrs)), log=lambda m: None)
+        remote = dict(tr.tables)
         tr.fit()
         tr.close()
+    # Every training pull was prefetched during the previous step.
+    assert [(t.prefetch_hits, t.prefetch_misses) for t in remote.values()] == [(tr.step, 0)]
     deltas = sorted((tmp_path / "deltas").glob("delta-*"))
     steps = [json.loads((d / "delta.json").read_text())["step"] for d in deltas]
     assert steps == sorted(set(steps)) and 4 in steps and 6 in steps and steps[-1] == tr.step

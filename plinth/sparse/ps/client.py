@@ -242,6 +242,8 @@ class RemoteTable:
         self.client, self.config = client, config
         self.name, self.dim = config.name, config.dim
         self.step = 0
+        self.prefetch_hits = 0  # pulls served by a prefetch / pulled on the spot
+        self.prefetch_misses = 0
         # Sent pulls (PendingPull) or collected ones ((ids, rows)), oldest first.
         self._prefetched: deque[PendingPull | tuple[np.ndarray, np.ndarray]] = deque()
 
@@ -259,12 +261,17 @@ class RemoteTable:
         return p if isinstance(p, tuple) else (p.ids, self.client.collect(p))
 
     def pull(self, ids: np.ndarray, train: bool = True) -> np.ndarray:
+        """Rows for ``ids``: the oldest prefetched pull of equal ids if there is one (older
+        prefetches are dropped: their batch has passed), else a pull now."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
-        while self._prefetched:
-            # Collect even a mismatch: its replies must be taken off the socket in order.
-            got, rows = self._resolve(self._prefetched.popleft())
+        for k, p in enumerate(self._prefetched):
+            got = p.ids if isinstance(p, PendingPull) else p[0]
             if len(got) == len(ids) and np.array_equal(got, ids):
-                return rows
+                for _ in range(k):  # stale: collect their replies and drop them
+                    self._resolve(self._prefetched.popleft())
+                self.prefetch_hits += 1
+                return self._resolve(self._prefetched.popleft())[1]
+        self.prefetch_misses += 1
         return self.client.pull(self.name, ids, self.dim, train)
 
     accepts_unique = True  # SparseEmbedding passes unique=True for its deduplicated ids
