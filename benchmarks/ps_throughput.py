@@ -223,7 +223,8 @@ def bench_end_to_end(rows: int, work: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes (tests)")
+    ap.add_argument("--smoke", "--quick", dest="smoke", action="store_true",
+                    help="tiny sizes (the smoke test)")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=32768, help="distinct ids per request")
     ap.add_argument("--batches", type=int, default=20)
