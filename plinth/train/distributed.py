@@ -75,7 +75,15 @@ from plinth.train.distributed_config import DistributedConfig
 from plinth.train.package import FORMAT as PACKAGE_FORMAT
 from plinth.train.package import _publish, _save_npz, _save_torch, export_package
 from plinth.train.reporting import MetricsReporter
-from plinth.train.trainer import Trainer, TrainingInterrupted, _fsync_dir, _write_file
+from plinth.train.trainer import (
+    _ARCH_KEYS,
+    _TABLE_KEYS,
+    Trainer,
+    TrainingInterrupted,
+    _fsync_dir,
+    _write_file,
+    build_table_configs,
+)
 
 __all__ = ["Cluster", "DistributedTrainer", "main"]
 
@@ -118,7 +126,7 @@ class DistributedTrainer(Trainer):
         self.client = PSClient(list(cluster.ps), timeout_s=self.dist.request_timeout_s,
                                max_pushes_in_flight=self.dist.staleness,
                                max_message_bytes=int(self.dist.max_message_mb * (1 << 20)))
-        configs, _ = _table_configs(cfg)
+        configs, _ = build_table_configs(cfg)
         remote = {n: RemoteTable(self.client, tc) for n, tc in configs.items()}
         super().__init__(cfg, log=log, tables=remote)
         self.reporter = reporter or MetricsReporter(None, None, None)
@@ -219,7 +227,7 @@ class DistributedTrainer(Trainer):
         """Join the gang: process group, handshake with every shard, then restore the
         latest complete checkpoint (worker 0 tells the shards) or start empty."""
         self._init_process_group()
-        configs, _ = _table_configs(self.cfg)
+        configs, _ = build_table_configs(self.cfg)
         self.client.hello(configs)
         self._barrier()
         if self.cfg.checkpoint.resume:
@@ -406,8 +414,6 @@ class DistributedTrainer(Trainer):
             t.advance(step=self.step)
 
     def _check_architecture(self, path: Path, saved: dict[str, Any]) -> None:
-        from plinth.train.trainer import _ARCH_KEYS, _TABLE_KEYS
-
         mine = self.cfg.to_dict()
         diff = [k for k in _ARCH_KEYS if saved.get(k) != mine.get(k)]
         diff += [f"tables.{k}" for k in _TABLE_KEYS
@@ -459,12 +465,6 @@ class DistributedTrainer(Trainer):
         self.reporter.close()
         if self.world > 1 and tdist.is_initialized():
             tdist.destroy_process_group()
-
-
-def _table_configs(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    from plinth.train.trainer import build_table_configs
-
-    return build_table_configs(cfg)
 
 
 def _env_json(env: dict[str, str], name: str) -> dict[str, Any]:
