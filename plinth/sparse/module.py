@@ -141,6 +141,21 @@ class SparseEmbedding(nn.Module):
     def keys(self) -> list[str]:
         return [f.key for f in self.features]
 
+    def unique_ids(self, kjt: KeyedJaggedTensor) -> dict[str, np.ndarray]:
+        """Per table, the distinct ids that :meth:`forward` of ``kjt`` will pull, in the
+        same order — so a parameter-server client can prefetch exactly that pull."""
+        b = kjt.stride()
+        off = kjt.offsets()
+        index = {k: i for i, k in enumerate(kjt.keys())}
+        values = kjt.values()
+        out = {}
+        for table_name, members in self._groups.items():
+            ks = [index[self.features[i].key] for i in members]
+            parts = [values[int(off[k * b]):int(off[(k + 1) * b])] for k in ks]
+            out[table_name] = unique_inverse(parts[0] if len(parts) == 1
+                                             else np.concatenate(parts))[0]
+        return out
+
     def forward(self, kjt: KeyedJaggedTensor) -> torch.Tensor:
         b = kjt.stride()
         off_all = kjt.offsets()
@@ -243,7 +258,9 @@ class SparseEmbedding(nn.Module):
             if p.weight.grad is None:
                 continue
             table = self.tables[p.table]
-            if type(table).push is EmbeddingTable.push:  # not a subclass's own push
+            # A local table (not a subclass's own push) or a table that says it takes the
+            # flag (the parameter-server client, issue 11).
+            if type(table).push is EmbeddingTable.push or getattr(table, "accepts_unique", False):
                 # p.ids came out of unique_inverse: the table need not deduplicate again.
                 table.push(p.ids, p.weight.grad.numpy(), unique=True)
             else:

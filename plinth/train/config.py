@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from plinth.data.schema import Schema, SchemaError
+from plinth.train.distributed_config import DistributedConfig  # ps engineer (issue 11)
 
 __all__ = [
     "CheckpointConfig",
@@ -160,6 +161,8 @@ class TrainConfig(_Strict):
     export: ExportConfig = ExportConfig()
     log_every_steps: int = Field(100, ge=1)
     progress: bool = True
+    # Parameter-server training (python -m plinth.train.distributed); ignored in-process.
+    distributed: DistributedConfig | None = None
     base_dir: str = "."
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True,

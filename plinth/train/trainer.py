@@ -40,7 +40,7 @@ import pickle
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -189,14 +189,17 @@ def _write_file(path: Path, write: Callable[[Any], None]) -> None:
 class Trainer:
     """Owns tables, model, dense optimizer and the loop; see the module docstring."""
 
-    def __init__(self, cfg: TrainConfig, *, log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, *, log: Callable[[str], None] | None = None,
+                 tables: Mapping[str, TableLike] | None = None) -> None:
         self.cfg = cfg
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.table_configs, self.features = build_table_configs(cfg)
-        self.tables: dict[str, EmbeddingTable] = {
+        # `tables` (issue 11): other TableLike objects for these configs, e.g. parameter-
+        # server clients (plinth.train.distributed); by default local EmbeddingTables.
+        self.tables: dict[str, Any] = dict(tables) if tables is not None else {
             name: EmbeddingTable(tc, initial_capacity=_initial_rows(tc))
             for name, tc in self.table_configs.items()
         }
