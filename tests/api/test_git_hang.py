@@ -19,7 +19,7 @@ import pytest
 
 from plinth.artifacts.gitcode import GitError, checkout, resolve_ref
 
-from .conftest import Plinth, _cancel_all, make_plinth, role, wait_for
+from .conftest import Plinth, role, running_plinth, wait_for
 
 COMMIT = "c0ffee" + "0" * 34
 
@@ -129,16 +129,9 @@ def test_http_is_refused_unless_allowed(remote: HangingRemote) -> None:
 
 @pytest.fixture
 def plinth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Plinth]:
-    client, home = make_plinth(
-        tmp_path, monkeypatch,
-        code={"git_protocols": ["http", "file"], "git_timeout": "5s", "checkout_timeout": "60s"},
-    )  # fmt: skip
-    with client:
-        p = Plinth(client, home)
-        try:
-            yield p
-        finally:
-            _cancel_all(p)
+    code = {"git_protocols": ["http", "file"], "git_timeout": "5s", "checkout_timeout": "60s"}
+    with running_plinth(tmp_path, monkeypatch, code=code) as p:
+        yield p
 
 
 @pytest.mark.slow
