@@ -20,6 +20,7 @@ import re
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +28,7 @@ from urllib.parse import unquote, urlparse
 
 from plinth.artifacts._staging import staged_directory
 
-__all__ = ["GitError", "checkout", "is_commit_id", "resolve_ref"]
+__all__ = ["GitError", "checkout", "is_commit_id", "kill_running", "resolve_ref"]
 
 #: Seconds a resolution or a checkout may take by default (all its git commands).
 GIT_TIMEOUT_S = 120.0
@@ -71,6 +72,25 @@ def _protocol_flags(protocols: Sequence[str]) -> list[str]:
     return flags
 
 
+# Git processes running now (process group leaders), so a server that stops can end
+# them at once instead of waiting for their timeouts.
+_RUNNING: set[subprocess.Popen[str]] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def kill_running() -> int:
+    """SIGKILL the process group of every git command running now (a server stopping);
+    they fail with an error as at a timeout. Returns how many there were."""
+    with _RUNNING_LOCK:
+        procs = list(_RUNNING)
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(procs)
+
+
 def _git(
     args: list[str],
     cwd: str | Path | None = None,
@@ -96,6 +116,8 @@ def _git(
         )
     except FileNotFoundError:
         raise GitError("git is not installed on the server: install git to use git code") from None
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -104,6 +126,9 @@ def _git(
     except BaseException:
         _kill_group(proc)
         raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

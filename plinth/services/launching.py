@@ -84,10 +84,16 @@ class Launcher:
         )
         self._preparing: set[str] = set()  # workload ids whose code a worker prepares
         self._preparing_lock = threading.Lock()
+        self._closing = False
 
     def close(self) -> None:
-        """Stop taking work; preparations under way end by their own timeout."""
+        """Stop taking work and end the git commands under way (their workloads stay
+        ``admitted``; the next start's reconcile requeues them)."""
+        from plinth.artifacts.gitcode import kill_running
+
+        self._closing = True
         self._workers.shutdown(wait=False, cancel_futures=True)
+        kill_running()
         self.exits.close()
 
     # -- launch --------------------------------------------------------------------------
@@ -134,6 +140,10 @@ class Launcher:
         trouble = False
         for plan in plans:
             handles, error, when = self.start_plan(plan)
+            if error is not None and not handles and self._closing:
+                # Its preparation was cut short by the server stopping: not the job's
+                # failure. It stays admitted; the next start's reconcile requeues it.
+                continue
             try:
                 trouble |= self.record_launch(plan, handles, error, when)
             finally:

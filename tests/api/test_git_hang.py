@@ -157,3 +157,15 @@ def test_other_jobs_go_ahead_while_a_checkout_hangs(plinth: Plinth, remote: Hang
     done = plinth.wait(h, stuck["id"])
     assert done["state"] == "failed" and "could not prepare the code" in done["reason"]
     wait_for(lambda: git_processes_for(remote.url) == [], 20, "git processes to end")
+
+
+def test_a_server_stopping_ends_the_checkouts_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, remote: HangingRemote
+) -> None:
+    code = {"git_protocols": ["http"], "checkout_timeout": "60s"}
+    with running_plinth(tmp_path, monkeypatch, code=code) as p:
+        h, _ = p.member()
+        p.submit(h, {"main": role("print('x')")}, code={"git": remote.url, "ref": "main"})
+        wait_for(lambda: remote.hanging >= 1, 20, "the checkout to reach the hung remote")
+    # The server stopped: its git commands were killed, not left to their 60 s timeout.
+    wait_for(lambda: git_processes_for(remote.url) == [], 10, "git processes to end")
