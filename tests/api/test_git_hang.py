@@ -19,7 +19,7 @@ import pytest
 
 from plinth.artifacts.gitcode import GitError, checkout, resolve_ref
 
-from .conftest import Plinth, role, running_plinth, wait_for
+from .conftest import Plinth, make_plinth, role, running_plinth, wait_for
 
 COMMIT = "c0ffee" + "0" * 34
 
@@ -162,10 +162,28 @@ def test_other_jobs_go_ahead_while_a_checkout_hangs(plinth: Plinth, remote: Hang
 def test_a_server_stopping_ends_the_checkouts_under_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, remote: HangingRemote
 ) -> None:
-    code = {"git_protocols": ["http"], "checkout_timeout": "60s"}
-    with running_plinth(tmp_path, monkeypatch, code=code) as p:
+    client, home = make_plinth(
+        tmp_path, monkeypatch, code={"git_protocols": ["http"], "checkout_timeout": "60s"}
+    )
+    with client:  # no cancel at the end: the server just stops
+        p = Plinth(client, home)
         h, _ = p.member()
         p.submit(h, {"main": role("print('x')")}, code={"git": remote.url, "ref": "main"})
         wait_for(lambda: remote.hanging >= 1, 20, "the checkout to reach the hung remote")
     # The server stopped: its git commands were killed, not left to their 60 s timeout.
     wait_for(lambda: git_processes_for(remote.url) == [], 10, "git processes to end")
+
+
+def test_cancelling_a_job_during_its_checkout_ends_the_checkout(
+    plinth: Plinth, remote: HangingRemote
+) -> None:
+    h, _ = plinth.member()
+    job = plinth.submit(h, {"main": role("print('x')")}, code={"git": remote.url, "ref": "main"})
+    wait_for(lambda: remote.hanging >= 1, 20, "the checkout to reach the hung remote")
+    plinth.c.post(f"/api/v1/jobs/{job['id']}/cancel", headers=h)
+    # Its replica rows stop holding resources now, not at the 60 s checkout timeout.
+    wait_for(lambda: [r["state"] for r in plinth.c.get(
+        f"/api/v1/jobs/{job['id']}/replicas", headers=h).json()] == ["stopped"],
+        20, "the never-started replica to be released")  # fmt: skip
+    assert plinth.job(h, job["id"])["state"] == "cancelled"
+    assert git_processes_for(remote.url) == []
