@@ -20,14 +20,16 @@ import re
 import signal
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from plinth.artifacts._staging import staged_directory
 
-__all__ = ["GitError", "checkout", "is_commit_id", "resolve_ref"]
+__all__ = ["GitError", "checkout", "is_commit_id", "kill_running", "resolve_ref", "tagged"]
 
 #: Seconds a resolution or a checkout may take by default (all its git commands).
 GIT_TIMEOUT_S = 120.0
@@ -71,6 +73,39 @@ def _protocol_flags(protocols: Sequence[str]) -> list[str]:
     return flags
 
 
+# Git processes running now (process group leaders) with the tag of the thread that
+# started them, so a server that stops, or a job cancelled during its checkout, can
+# end them at once instead of waiting for their timeouts.
+_RUNNING: dict[subprocess.Popen[str], str | None] = {}
+_RUNNING_LOCK = threading.Lock()
+_TAG = threading.local()
+
+
+@contextmanager
+def tagged(tag: str) -> Iterator[None]:
+    """Git commands this thread runs inside the block carry `tag` (for
+    :func:`kill_running`), e.g. the workload whose code is checked out."""
+    old = getattr(_TAG, "value", None)
+    _TAG.value = tag
+    try:
+        yield
+    finally:
+        _TAG.value = old
+
+
+def kill_running(tag: str | None = None) -> int:
+    """SIGKILL the process group of every git command running now (with `tag`: those
+    started under ``tagged(tag)`` only); they fail as at a timeout. Returns how many."""
+    with _RUNNING_LOCK:
+        procs = [p for p, t in _RUNNING.items() if tag is None or t == tag]
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(procs)
+
+
 def _git(
     args: list[str],
     cwd: str | Path | None = None,
@@ -96,6 +131,8 @@ def _git(
         )
     except FileNotFoundError:
         raise GitError("git is not installed on the server: install git to use git code") from None
+    with _RUNNING_LOCK:
+        _RUNNING[proc] = getattr(_TAG, "value", None)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -104,6 +141,9 @@ def _git(
     except BaseException:
         _kill_group(proc)
         raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.pop(proc, None)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

@@ -84,10 +84,16 @@ class Launcher:
         )
         self._preparing: set[str] = set()  # workload ids whose code a worker prepares
         self._preparing_lock = threading.Lock()
+        self._closing = False
 
     def close(self) -> None:
-        """Stop taking work; preparations under way end by their own timeout."""
+        """Stop taking work and end the git commands under way (their workloads stay
+        ``admitted``; the next start's reconcile requeues them)."""
+        from plinth.artifacts.gitcode import kill_running
+
+        self._closing = True
         self._workers.shutdown(wait=False, cancel_futures=True)
+        kill_running()
         self.exits.close()
 
     # -- launch --------------------------------------------------------------------------
@@ -104,18 +110,28 @@ class Launcher:
                 self._prepare_elsewhere(plan)
         self.start_all(here)
 
-    def preparing(self) -> int:
+    def preparing(self) -> list[str]:
         """Workloads whose code a worker is preparing now."""
         with self._preparing_lock:
-            return len(self._preparing)
+            return list(self._preparing)
+
+    def abort_preparing(self, workload_id: str) -> None:
+        """End the git commands preparing `workload_id`'s code (it was cancelled): its
+        worker then records the replicas as never started and moves on."""
+        from plinth.artifacts.gitcode import kill_running
+
+        kill_running(tag=workload_id)
 
     def _prepare_elsewhere(self, plan: LaunchPlan) -> None:
         with self._preparing_lock:
             self._preparing.add(plan.workload_id)
 
         def work() -> None:
+            from plinth.artifacts.gitcode import tagged
+
             try:
-                self.start_all([plan])
+                with tagged(plan.workload_id):
+                    self.start_all([plan])
             except Exception:  # the workload stays admitted; reconcile/observe see it
                 log.exception("starting %s failed", plan.workload_id)
             finally:
@@ -134,6 +150,10 @@ class Launcher:
         trouble = False
         for plan in plans:
             handles, error, when = self.start_plan(plan)
+            if error is not None and not handles and self._closing:
+                # Its preparation was cut short by the server stopping: not the job's
+                # failure. It stays admitted; the next start's reconcile requeues it.
+                continue
             try:
                 trouble |= self.record_launch(plan, handles, error, when)
             finally:
@@ -185,11 +205,13 @@ class Launcher:
                 select(*WORKLOAD_LIFECYCLE_COLUMNS).where(Workload.id == plan.workload_id)
             ).one()
             events: list[dict[str, Any]] = []
+            # Never started: a failure, unless the workload was cancelled meanwhile.
+            unstarted = "failed" if r.state == State.ADMITTED else "stopped"
             for rep in plan.replicas:
                 if rep.id in handles:
                     values = {"handle": handles[rep.id], "state": "running", "started_at": when}
                 else:
-                    values = {"state": "failed", "finished_at": when}
+                    values = {"state": unstarted, "finished_at": when}
                 s.connection().execute(update(Replica).where(Replica.id == rep.id).values(**values))
             if r.state != State.ADMITTED:
                 trouble = True  # cancelled meanwhile: observe() stops what was started

@@ -61,6 +61,7 @@ class Observer:
 
     def observe(self, only: set[int] | None = None) -> bool:
         now = utcnow()
+        self._abort_cancelled_preparations()
         with self.db.read() as s:
             q = (
                 select(
@@ -118,6 +119,22 @@ class Observer:
             to_stop = self._replicas_to_stop(s, exits) if (must_stop or timed_out or affected) else []
         launcher.stop(to_stop, self.cfg.jobs.grace)
         return True
+
+    def _abort_cancelled_preparations(self) -> None:
+        """A workload cancelled while its code is prepared (a slow checkout): end the
+        preparation now rather than at its timeout, so its replicas stop holding
+        resources. One narrow read, and only while something is being prepared."""
+        preparing = self.launcher.preparing()
+        if not preparing:
+            return
+        with self.db.read() as s:
+            over = s.scalars(
+                select(Workload.id).where(
+                    Workload.id.in_(preparing), Workload.state != State.ADMITTED.value
+                )
+            ).all()
+        for wid in over:
+            self.launcher.abort_preparing(wid)
 
     def _record_exits(
         self, s: Any, exits: dict[int, tuple[int, str | None]], now: datetime

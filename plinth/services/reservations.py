@@ -39,7 +39,7 @@ def create_reservation(
     if req.end <= now:
         raise Invalid(f"end: {req.end.isoformat()} is in the past; a reservation must end later")
     q = req.resources.model_dump()
-    if q["cpu"] <= 0 and q["memory"] <= 0 and q["gpu"] <= 0:
+    if Resources.from_dict(q).is_zero():
         raise Invalid("resources: give at least one resource to reserve, e.g. cpu=4")
     caps = ", ".join(f"{n.name} cpu={n.cpu:g} memory={n.memory_mib}Mi gpu={n.gpu}" for n in nodes)
     if req.node is not None:

@@ -72,8 +72,7 @@ def from_epoch(s: float) -> datetime:
 
 def resources(q: dict[str, Any] | None) -> core.Resources:
     """A stored quantity ``{"cpu", "memory" (MiB), "gpu"}`` as the core's vector."""
-    q = q or {}
-    return core.Resources(float(q.get("cpu", 0)), int(q.get("memory", 0)), int(q.get("gpu", 0)))
+    return core.Resources.from_dict(q)
 
 
 _UNCAPPED = 2**53  # a dimension a cap leaves out is not capped
@@ -89,7 +88,7 @@ def _cap(q: dict[str, Any]) -> core.Resources:
 
 
 def resources_dict(r: core.Resources) -> dict[str, Any]:
-    return {"cpu": float(r.cpu), "memory": int(r.memory), "gpu": int(r.gpu)}
+    return r.to_dict()
 
 
 def roles_of(spec: dict[str, Any]) -> tuple[core.Role, ...]:
@@ -298,8 +297,7 @@ def build_snapshot(
     info.snapshot = core.Snapshot(
         now=t_now,
         nodes=tuple(
-            core.Node(n.name, core.Resources(float(n.cpu), int(n.memory_mib), int(n.gpu)))
-            for n in nodes
+            core.Node(n.name, n.resources) for n in nodes
         ),
         groups=tuple(groups),
         users=tuple(users),

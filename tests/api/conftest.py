@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -109,15 +110,24 @@ def make_plinth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **overrides: An
     return TestClient(app), home
 
 
-@pytest.fixture
-def plinth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Plinth]:
-    client, home = make_plinth(tmp_path, monkeypatch)
+@contextmanager
+def running_plinth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **overrides: Any
+) -> Iterator[Plinth]:
+    """A started app (config `overrides` on TEST_CONFIG); every job cancelled after."""
+    client, home = make_plinth(tmp_path, monkeypatch, **overrides)
     with client:
         p = Plinth(client, home)
         try:
             yield p
         finally:
             _cancel_all(p)
+
+
+@pytest.fixture
+def plinth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Plinth]:
+    with running_plinth(tmp_path, monkeypatch) as p:
+        yield p
 
 
 def _cancel_all(p: Plinth) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from plinth.artifacts.gitcode import GitError, checkout, resolve_ref
 
-from .conftest import Plinth, _cancel_all, make_plinth, role, wait_for
+from .conftest import Plinth, make_plinth, role, running_plinth, wait_for
 
 COMMIT = "c0ffee" + "0" * 34
 
@@ -129,16 +129,9 @@ def test_http_is_refused_unless_allowed(remote: HangingRemote) -> None:
 
 @pytest.fixture
 def plinth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Plinth]:
-    client, home = make_plinth(
-        tmp_path, monkeypatch,
-        code={"git_protocols": ["http", "file"], "git_timeout": "5s", "checkout_timeout": "60s"},
-    )  # fmt: skip
-    with client:
-        p = Plinth(client, home)
-        try:
-            yield p
-        finally:
-            _cancel_all(p)
+    code = {"git_protocols": ["http", "file"], "git_timeout": "5s", "checkout_timeout": "60s"}
+    with running_plinth(tmp_path, monkeypatch, code=code) as p:
+        yield p
 
 
 @pytest.mark.slow
@@ -164,3 +157,33 @@ def test_other_jobs_go_ahead_while_a_checkout_hangs(plinth: Plinth, remote: Hang
     done = plinth.wait(h, stuck["id"])
     assert done["state"] == "failed" and "could not prepare the code" in done["reason"]
     wait_for(lambda: git_processes_for(remote.url) == [], 20, "git processes to end")
+
+
+def test_a_server_stopping_ends_the_checkouts_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, remote: HangingRemote
+) -> None:
+    client, home = make_plinth(
+        tmp_path, monkeypatch, code={"git_protocols": ["http"], "checkout_timeout": "60s"}
+    )
+    with client:  # no cancel at the end: the server just stops
+        p = Plinth(client, home)
+        h, _ = p.member()
+        p.submit(h, {"main": role("print('x')")}, code={"git": remote.url, "ref": "main"})
+        wait_for(lambda: remote.hanging >= 1, 20, "the checkout to reach the hung remote")
+    # The server stopped: its git commands were killed, not left to their 60 s timeout.
+    wait_for(lambda: git_processes_for(remote.url) == [], 10, "git processes to end")
+
+
+def test_cancelling_a_job_during_its_checkout_ends_the_checkout(
+    plinth: Plinth, remote: HangingRemote
+) -> None:
+    h, _ = plinth.member()
+    job = plinth.submit(h, {"main": role("print('x')")}, code={"git": remote.url, "ref": "main"})
+    wait_for(lambda: remote.hanging >= 1, 20, "the checkout to reach the hung remote")
+    plinth.c.post(f"/api/v1/jobs/{job['id']}/cancel", headers=h)
+    # Its replica rows stop holding resources now, not at the 60 s checkout timeout.
+    wait_for(lambda: [r["state"] for r in plinth.c.get(
+        f"/api/v1/jobs/{job['id']}/replicas", headers=h).json()] == ["stopped"],
+        20, "the never-started replica to be released")  # fmt: skip
+    assert plinth.job(h, job["id"])["state"] == "cancelled"
+    assert git_processes_for(remote.url) == []

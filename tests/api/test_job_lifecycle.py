@@ -18,7 +18,9 @@ def test_success_with_logs_events_and_replicas(plinth: Plinth) -> None:
         {"main": role("print('hello from', __import__('os').environ['PLINTH_ROLE'])", 2)},
         name="hello",
     )
-    assert (job["state"], job["group"], job["attempt"]) == ("pending", group, 0)
+    # Pending, or already admitted and started by admission at submit when the
+    # loop's snapshot was current (docs/architecture.md).
+    assert job["state"] in ("pending", "running") and (job["group"], job["attempt"]) == (group, 0)
     done = plinth.wait(h, job["id"])
     assert done["state"] == "succeeded", done
     assert done["created_at"] <= done["admitted_at"] <= done["started_at"] <= done["finished_at"]
