@@ -76,6 +76,7 @@ def test_a_workloads_token_dies_with_the_workload(plinth: Plinth) -> None:
     h, _ = plinth.member()
     code = "import os, time; print(os.environ['PLINTH_TOKEN'], flush=True); time.sleep(300)"
     job = plinth.submit(h, {"main": role(code)})
+    plinth.wait(h, job["id"], {"running"}, timeout=60)  # its log exists from now on
     token = wait_for(lambda: plinth.log(h, job["id"], "main", 0).strip(), 60, "the token")
     scoped = {"Authorization": f"Bearer {token}"}
     assert plinth.c.get(f"/api/v1/jobs/{job['id']}", headers=scoped).status_code == 200
