@@ -128,9 +128,10 @@ def test_workload_scoped_token_reaches_only_its_workload(plinth: Plinth) -> None
     a, _ = plinth.member()
     other = plinth.submit(a, {"main": role("import time; time.sleep(30)")})
     # The job stays running: a workload's token works only while the workload lives.
-    code = "import os, time; print(os.environ['PLINTH_TOKEN'], flush=True); time.sleep(30)"
+    code = "import os, time; print(os.environ['PLINTH_TOKEN'], flush=True); time.sleep(300)"
     job = plinth.submit(a, {"main": role(code)})
-    token = wait_for(lambda: plinth.log(a, job["id"], "main", 0).strip(), 20, "the token")
+    plinth.wait(a, job["id"], {"running"}, timeout=60)  # its log exists from now on
+    token = wait_for(lambda: plinth.log(a, job["id"], "main", 0).strip(), 60, "the token")
     t = {"Authorization": f"Bearer {token}"}
     who = plinth.c.get("/api/v1/whoami", headers=t).json()
     assert who["workload_id"] == job["id"] and who["admin"] is False
@@ -153,10 +154,11 @@ def test_scoped_token_sees_its_job_submitted_by_an_admin_into_another_group(
     plinth: Plinth,
 ) -> None:
     _, group = plinth.member()  # the admin is in `default`; the job goes to `group`
-    code = "import os, time; print(os.environ['PLINTH_TOKEN'], flush=True); time.sleep(30)"
+    code = "import os, time; print(os.environ['PLINTH_TOKEN'], flush=True); time.sleep(300)"
     job = plinth.submit(plinth.admin, {"main": role(code)}, group=group)
+    plinth.wait(plinth.admin, job["id"], {"running"}, timeout=60)
     token = wait_for(
-        lambda: plinth.log(plinth.admin, job["id"], "main", 0).strip(), 20, "the token"
+        lambda: plinth.log(plinth.admin, job["id"], "main", 0).strip(), 60, "the token"
     )
     t = {"Authorization": f"Bearer {token}"}
     assert plinth.c.get(f"/api/v1/jobs/{job['id']}", headers=t).status_code == 200
