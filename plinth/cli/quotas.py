@@ -11,7 +11,7 @@ from plinth.cli._context import OutputOption, get_client
 from plinth.cli._parse import InputError, parse_quantities, parse_time
 
 quota_app = typer.Typer(
-    help="Time-boxed quota expansions: grant (admin) and list with history.",
+    help="Time-boxed quota expansions: grant and revoke (admin), list with history.",
     no_args_is_help=True,
 )
 reservation_app = typer.Typer(
@@ -66,6 +66,30 @@ def expand(
     ])  # fmt: skip
 
 
+@quota_app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    expansion_id: Annotated[int, typer.Argument(metavar="ID", help="The expansion's id.")],
+    reason: Annotated[str, typer.Option(help="Why it is revoked (kept in the history).")],
+    output: OutputOption = out.Output.table,
+) -> None:
+    """End an expansion now (admin): no new work is admitted under it; work already
+    admitted keeps running as borrowing and may be reclaimed."""
+    if not reason.strip():
+        raise InputError("--reason: say why the expansion is revoked")
+    e = get_client(ctx).quota_expansions.revoke(expansion_id, reason=reason)
+    if output is out.Output.json:
+        out.print_json(e)
+        return
+    out.print_fields([
+        ("id", e.get("id")), ("for", _who(e)), ("add", out.fmt_resources(e.get("add"))),
+        ("status", e.get("status")), ("granted by", out.escape(e.get("granted_by"))),
+        ("revoked by", out.escape(e.get("revoked_by"))),
+        ("revoked at", out.fmt_time(e.get("revoked_at"))),
+        ("reason", out.escape(e.get("revoke_reason"))),
+    ])  # fmt: skip
+
+
 @quota_app.command("list")
 def list_expansions(
     ctx: typer.Context,
@@ -78,11 +102,12 @@ def list_expansions(
         out.print_json(rows)
         return
     out.print_table(
-        ["ID", "FOR", "ADD", "FROM", "UNTIL", "STATUS", "GRANTED BY", "REASON"],
+        ["ID", "FOR", "ADD", "FROM", "UNTIL", "STATUS", "GRANTED BY", "REVOKED BY", "REASON"],
         [
             [str(r["id"]), out.escape(_who(r)), out.fmt_resources(r.get("add")),
              out.fmt_time(r.get("start")), out.fmt_time(r.get("end")), r.get("status"),
-             out.escape(r.get("granted_by")), out.escape(r.get("reason"))]
+             out.escape(r.get("granted_by")), out.escape(r.get("revoked_by") or ""),
+             out.escape(r.get("revoke_reason") or r.get("reason"))]
             for r in rows
         ],
     )  # fmt: skip

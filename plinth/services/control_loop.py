@@ -85,6 +85,7 @@ from plinth.services.scheduling import (
     LIVE_REPLICA_STATES,
     SNAPSHOT_TABLES,
     SnapshotInfo,
+    apply_holds,
     build_snapshot,
     epoch,
     next_boundary,
@@ -692,7 +693,8 @@ class ControlLoop:
             if not self.db.is_sqlite:
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ADMIT_LOCK})
             info = build_snapshot(s, self.nodes, now, usage=self._usage_history(s, now),
-                                  cache=self._pending_cache)  # fmt: skip
+                                  cache=self._pending_cache,
+                                  heads_per_group=self.policy.queue_heads_per_group)  # fmt: skip
             self._plan_boundary(info.snapshot)
             if not self._note_pending(bool(info.snapshot.pending)):
                 return None
@@ -876,6 +878,7 @@ class ControlLoop:
         """Write one cycle's preemptions and admissions in transaction `s`."""
         plans: list[_Plan] = []
         events: list[dict[str, Any]] = []
+        apply_holds(s, info, decisions)  # reclaim holds (plinth.scheduler.holds)
         to_stop = self._apply_preemptions(s, info, decisions.preemptions, now, events)
         admissions = _checked(info, decisions.admissions)[:ADMIT_BATCH]
         more = len(decisions.admissions) > ADMIT_BATCH

@@ -193,9 +193,9 @@ def test_public_surface_is_pinned() -> None:
 
     assert sorted(s.__all__) == sorted([
         "PHASES", "Admission", "Decisions", "Expansion", "Group", "GroupStatus", "Node",
-        "Ordering", "Outcome", "PlacementPolicy", "Preemption", "Reservation", "Resources",
-        "Role", "SchedulerConfig", "ScoreBreakdown", "Snapshot", "UsageRecord", "User",
-        "Weights", "Workload", "config_from_dict", "explain", "group_status", "schedule",
+        "Ordering", "Outcome", "PlacementPolicy", "Preemption", "ReclaimHold", "Reservation",
+        "Resources", "Role", "SchedulerConfig", "ScoreBreakdown", "Snapshot", "UsageRecord",
+        "User", "Victim", "Weights", "Workload", "config_from_dict", "explain", "group_status", "schedule",
         "user_usage",
     ])
     for name in s.__all__:
