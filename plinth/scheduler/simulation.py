@@ -196,7 +196,9 @@ def simulate(trace: Sequence[TraceItem], nodes: Sequence[Node], groups: Sequence
     util_all = {name: (useful_all[k] / (cap[k] * horizon) if cap[k] and horizon else 0.0)
                 for k, name in enumerate(("cpu", "memory", "gpu"))}
     ratios = [served[g] / demand[g] for g in demand if demand[g] > 0]
-    jain = (sum(ratios) ** 2 / (len(ratios) * sum(x * x for x in ratios))) if ratios else 1.0
+    squares = sum(x * x for x in ratios)
+    # Nothing served inside the window (a trace of one moment): equal, trivially.
+    jain = (sum(ratios) ** 2 / (len(ratios) * squares)) if squares > 0 else 1.0
     reclaims = len({c for c, _ in per_reclaim})
     return {
         "utilization": round((util["cpu"] + util["gpu"]) / 2, 4),

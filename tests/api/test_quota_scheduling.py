@@ -10,6 +10,7 @@ assertions are about the order of events, never about how fast the machine is.
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -306,3 +307,23 @@ def test_limits_leave_out_resources_uncapped(q: Plinth) -> None:
     r = q.c.patch(f"/api/v1/groups/{group}", json={"borrow_limit": {"memory": "2Gi"}},
                   headers=q.admin)  # fmt: skip
     assert r.json()["borrow_limit"] == {"cpu": None, "memory": 2048, "gpu": None}
+
+
+def test_history_is_a_trace_the_simulator_replays(q: Plinth) -> None:
+    from plinth.scheduler import SchedulerConfig
+    from plinth.scheduler.simulation import simulate
+    from plinth.scheduler.tracefile import load_trace
+
+    h, group, _ = team(q, 2)
+    job = q.submit(h, {"main": role("print(1)", replicas=2, cpu=0.5)})
+    q.wait(h, job["id"])
+    assert q.c.get("/api/v1/queue/history", headers=h).status_code == 403  # admins only
+    rows = q.c.get("/api/v1/queue/history?since_s=3600", headers=q.admin).json()
+    assert rows[0]["type"] == "cluster"
+    trace = load_trace(json.dumps(r) for r in rows)
+    assert {n.name for n in trace.nodes} == {"n1"}
+    mine = next(it for it in trace.items if it.workload.id == job["id"])
+    assert mine.workload.group == group and mine.workload.total.cpu == 1
+    assert 0 < mine.actual_s <= mine.workload.max_runtime_s
+    figures = simulate(trace.items, trace.nodes, trace.groups, SchedulerConfig())
+    assert figures["workloads"] == len(trace.items) and figures["never_started"] == 0

@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plinth.scheduler import SchedulerConfig, Snapshot, schedule
 
@@ -138,3 +140,20 @@ def test_hold_released_when_the_claimant_gives_up(how) -> None:
     assert want in d.released_holds["claim"]
     # The freed capacity is everyone's again: the victim back in the queue may use it.
     assert "b1" in d.admitted_ids
+
+
+@settings(max_examples=40, deadline=None)
+@given(one_node=st.booleans(), first=st.integers(1, 6), gap=st.integers(0, 6),
+       order=st.booleans())
+def test_any_exit_schedule_preempts_each_victim_once(one_node, first, gap, order) -> None:
+    """Property over exit schedules: victims exit at any cycles (together, or apart with
+    any number of cycles between): one preemption each, the claimant starts in the
+    cycle that first sees both gone, and nothing else ever takes the held capacity."""
+    a, b = ("b1", "b2") if order else ("b2", "b1")
+    exits = {first: {a, b}} if gap == 0 else {first: {a}, first + gap: {b}}
+    drv = Driver(_overcommitted(one_node))
+    last = max(exits)
+    drv.run(last + 2, exits)
+    assert drv.preempted == Counter({"b1": 1, "b2": 1})
+    assert drv.admitted_at["claim"] == last
+    assert set(drv.admitted_at) == {"claim"}  # no victim re-admitted meanwhile
