@@ -15,6 +15,10 @@ Every key is optional; an empty file gives a working single-machine server. Exam
       max_pending_per_user: 5000   # default: no limit (a submit over it gets 429)
     code:
       git_local_roots: []          # directories whose git repos members may use as code
+      git_protocols: [https, ssh, file]  # the only transports git may use (protocol.allow)
+      git_timeout: 10s             # submit-time ref resolution (holds a request thread)
+      checkout_timeout: 2m         # checkout of an admitted job (a worker thread)
+      prepare_workers: 4           # threads preparing code (git checkout, extraction)
     jobs:
       default_max_runtime: 1d      # when a spec gives none
       max_max_runtime: 30d         # the largest max_runtime a spec may ask for
@@ -205,6 +209,33 @@ class CodeConfig(_Strict):
     remote git URLs only."""
 
     git_local_roots: list[str] = Field(default_factory=list)
+    #: Transports git may use (``protocol.allow=never`` plus these): ``file`` only ever
+    #: reaches paths allowed by ``git_local_roots`` (admins: any), ``ext`` never.
+    git_protocols: list[str] = Field(default_factory=lambda: ["https", "ssh", "file"])
+    #: Seconds the submit-time resolution of a ref may take, all git commands together
+    #: (it holds the request's thread); a hung remote is killed with its process group.
+    git_timeout: float = Field(default=10.0, gt=0, le=600)
+    #: Seconds one checkout of an admitted job's commit may take (in a worker thread).
+    checkout_timeout: float = Field(default=120.0, gt=0, le=86400)
+    #: Worker threads preparing code (git checkout, archive extraction): at most this
+    #: many preparations run at once; the control loop's thread never waits for one.
+    prepare_workers: int = Field(default=4, ge=1, le=64)
+
+    _v = field_validator("git_timeout", "checkout_timeout", mode="before")(
+        classmethod(lambda cls, v: _duration(v))
+    )
+
+    @field_validator("git_protocols")
+    @classmethod
+    def _known_protocols(cls, v: list[str]) -> list[str]:
+        allowed = {"https", "ssh", "file", "http", "git"}
+        bad = sorted(set(v) - allowed)
+        if bad:
+            raise ValueError(
+                f"unknown or unsafe git protocol(s) {', '.join(bad)}: choose among "
+                f"{', '.join(sorted(allowed))}"
+            )
+        return v
 
 
 class JobsConfig(_Strict):

@@ -1,8 +1,8 @@
 """The FastAPI application factory.
 
-``create_app`` wires the store, the executor and the control loop into an app whose
-lifespan migrates the database, bootstraps the admin, reconciles after a restart and
-runs the control loop; it maps service errors to HTTP statuses.
+``create_app`` builds an app whose lifespan runs the control plane
+(``plinth.server.control_plane``: store, executor, control loop, bootstrap,
+reconcile) and maps service errors to HTTP statuses.
 """
 
 from __future__ import annotations
@@ -19,18 +19,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 import plinth
-from plinth.api.context import AppContext
 from plinth.api.limits import BodyLimit
 from plinth.api.metrics import make_registry
 from plinth.api.routers import ALL
 from plinth.config import ServerConfig, database_url, make_private_dir, plinth_home
-from plinth.executors.base import NodeCapacity, get_executor
-from plinth.services.auth import bootstrap_admin
-from plinth.services.control_loop import ControlLoop
 from plinth.services.errors import ServiceError
-from plinth.services.reconcile import reconcile
-from plinth.store.db import Database
-from plinth.store.migrate import upgrade
 
 __all__ = ["create_app"]
 
@@ -72,46 +65,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        db = Database(db_url)
-        upgrade(db.engine)
-        nodes = None
-        if cfg.nodes is not None:
-            # Already validated and parsed by the config (memory in MiB): hand them over as is.
-            nodes = [
-                NodeCapacity(
-                    name=n.name, cpu=n.cpu, memory_mib=n.memory, gpu=n.gpu, address=n.address
-                )
-                for n in cfg.nodes
-            ]
-        options: dict[str, Any] = {"nodes": nodes}
-        if cfg.executor == "local":
-            options["nice"] = cfg.executor_nice
-        executor = get_executor(cfg.executor, **options)
-        loop = ControlLoop(db, executor, cfg, home, replica_url)
-        total = {
-            "cpu": sum(n.cpu for n in loop.nodes),
-            "memory": sum(n.memory_mib for n in loop.nodes),
-            "gpu": sum(n.gpu for n in loop.nodes),
-        }
-        with db.session() as s:
-            token = bootstrap_admin(s, home, total)
-        report = reconcile(db, executor, cfg.jobs.grace)
-        if report.readopted or report.lost or report.requeued or report.orphans_stopped:
-            log.warning(
-                "reconciled after restart: %d running replica(s) re-adopted, %d lost, "
-                "%d orphaned replica(s) stopped, %d workload(s) requeued",
-                report.readopted, report.lost, report.orphans_stopped, report.requeued,
-            )  # fmt: skip
-        ctx = AppContext(db=db, cfg=cfg, home=home, loop=loop, admin_token=token)
-        app.state.metrics_registry = make_registry(db, loop)
-        app.state.plinth = ctx
-        loop.start()
-        loop.wake()
-        try:
+        from plinth.server import control_plane  # the composition root
+
+        with control_plane(cfg, home, db_url, replica_url) as ctx:
+            app.state.metrics_registry = make_registry(ctx.db, ctx.loop)
+            app.state.plinth = ctx
             yield {"plinth": ctx}
-        finally:
-            loop.stop()
-            db.dispose()
 
     app = FastAPI(
         title="Plinth",

@@ -127,7 +127,10 @@ def _resolve_code(
 
     check_local_git(p, code.git, cfg)
     try:
-        commit = resolve_ref(code.git, code.ref)
+        commit = resolve_ref(
+            code.git, code.ref, timeout_s=cfg.code.git_timeout,
+            protocols=tuple(cfg.code.git_protocols),
+        )  # fmt: skip
     except GitError as e:
         raise Invalid(f"code.git: {e}") from None
     except Exception as e:  # noqa: BLE001 - a git binary problem, a timeout: still the user's input to fix

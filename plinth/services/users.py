@@ -10,12 +10,20 @@ from plinth.services.errors import Conflict, Forbidden, NotFound
 from plinth.services.specs import UserCreate
 from plinth.store.models import Group, User
 
-__all__ = ["create_token", "create_user", "get_user", "list_users", "user_row"]
+__all__ = ["caller_user", "create_token", "create_user", "get_user", "list_users", "user_row"]
 
 
 def user_row(session: Session, u: User) -> tuple[User, str]:
     """A user with its group's name."""
     return u, session.scalar(select(Group.name).where(Group.id == u.group_id)) or ""
+
+
+def caller_user(session: Session, p: Principal) -> User:
+    """The caller's own user (any token, a workload-scoped one too)."""
+    u = session.get(User, p.user_id)
+    if u is None:  # deleted since the token was checked
+        raise NotFound("your user no longer exists")
+    return u
 
 
 def _get(session: Session, name: str) -> User:

@@ -41,12 +41,22 @@ def log_path(home: Path, workload_id: str, role: str, replica: int, attempt: int
     return workload_dir(home, workload_id) / f"{role}-{replica}.attempt-{attempt}.log"
 
 
-def prepare_code(home: Path, workload_id: str, code: dict[str, Any] | None, limits: Any) -> Path:
+def prepare_code(
+    home: Path,
+    workload_id: str,
+    code: dict[str, Any] | None,
+    limits: Any,
+    *,
+    git_timeout_s: float | None = None,
+    git_protocols: tuple[str, ...] | None = None,
+) -> Path:
     """Put the workload's code in its working directory (once; later attempts reuse it).
 
     ``code`` is the record made at submit: None (empty directory), ``{"kind": "file",
     "sha256"}`` (extract the uploaded archive) or ``{"kind": "git", "url", "commit"}``
-    (check out exactly that commit). Raises CodeError with the reason on failure.
+    (check out exactly that commit, within `git_timeout_s` seconds over the transports
+    `git_protocols`; the library's defaults when None). Raises CodeError with the reason
+    on failure. May take long: callers run it outside the control loop's thread.
     """
     dest = code_dir(home, workload_id)
     # This runs on the submit-to-running path: as few file system calls as possible.
@@ -65,7 +75,12 @@ def prepare_code(home: Path, workload_id: str, code: dict[str, Any] | None, limi
         elif code["kind"] == "git":
             from plinth.artifacts.gitcode import checkout
 
-            checkout(code["url"], code["commit"], dest)
+            options: dict[str, Any] = {}
+            if git_timeout_s is not None:
+                options["timeout_s"] = git_timeout_s
+            if git_protocols is not None:
+                options["protocols"] = git_protocols
+            checkout(code["url"], code["commit"], dest, **options)
         else:  # pragma: no cover - records are written by this package only
             raise CodeError(f"unknown code kind {code['kind']!r}")
     except CodeError:

@@ -13,6 +13,7 @@ from plinth.api.schemas import EventOut, ExplainOut, JobOut, ReplicaOut
 from plinth.services import jobs as svc
 from plinth.services.queue import explain_job
 from plinth.services.specs import NAME_PATTERN, ROLE_PATTERN, JobSpec
+from plinth.services.submission import queue_job
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
@@ -29,17 +30,8 @@ def _one(ctx: Ctx, w) -> JobOut:
 
 
 def _queue(ctx: Ctx, p: Caller, new: svc.NewJob) -> JobOut:
-    """Insert a prepared job; admit it in the same transaction when the scheduler would
-    at once (``ControlLoop.submitting``), else hand it to the control loop."""
-    with ctx.loop.submitting() as admit, ctx.db.session() as s:
-        w = svc.insert_job(s, new)
-        admitted = admit(s, w, p.user) if admit is not None else None
-    if admitted is None:
-        ctx.loop.wake(w)  # committed: the control loop may admit it now
-        return job_out(w, w.spec["group"], p.user)
-    ctx.loop.start_admitted(admitted)
-    with ctx.db.read() as s:
-        return job_out(svc.get_job(s, p, w.id), w.spec["group"], p.user)
+    w = queue_job(ctx.db, ctx.loop, p, new)
+    return job_out(w, w.spec["group"], p.user)
 
 
 @router.post("", status_code=201, response_model=JobOut)
