@@ -29,6 +29,14 @@ def _owner(group: str | None, user: str | None) -> None:
         raise InputError("give exactly one of --group or --user")
 
 
+def _why(row: dict[str, Any]) -> str:
+    """The grant's reason, and who revoked it and why when it was."""
+    text = row.get("reason") or ""
+    if row.get("revoked_by"):
+        text += f" (revoked by {row['revoked_by']}: {row.get('revoke_reason') or ''})"
+    return text
+
+
 def _who(row: dict[str, Any]) -> str:
     return f"group {row['group']}" if row.get("group") else f"user {row.get('user')}"
 
@@ -102,12 +110,11 @@ def list_expansions(
         out.print_json(rows)
         return
     out.print_table(
-        ["ID", "FOR", "ADD", "FROM", "UNTIL", "STATUS", "GRANTED BY", "REVOKED BY", "REASON"],
+        ["ID", "FOR", "ADD", "FROM", "UNTIL", "STATUS", "GRANTED BY", "REASON"],
         [
             [str(r["id"]), out.escape(_who(r)), out.fmt_resources(r.get("add")),
              out.fmt_time(r.get("start")), out.fmt_time(r.get("end")), r.get("status"),
-             out.escape(r.get("granted_by")), out.escape(r.get("revoked_by") or ""),
-             out.escape(r.get("revoke_reason") or r.get("reason"))]
+             out.escape(r.get("granted_by")), out.escape(_why(r))]
             for r in rows
         ],
     )  # fmt: skip

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ._helpers import ADMIN_TOKEN, PY, Api, cancel_all, make_member, start_server, wait_for
+from ._helpers import ADMIN_TOKEN, PY, Api, make_member, serving, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -47,16 +47,8 @@ while not os.path.exists({release!r}): time.sleep(0.05)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    s = start_server(tmp_path_factory.mktemp("reclaim-holds-home"), CONFIG)
-    admin = Api(s, ADMIN_TOKEN)
-    try:
+    with serving(tmp_path_factory.mktemp("reclaim-holds-home"), CONFIG) as s:
         yield s
-    finally:
-        try:
-            cancel_all(admin)
-        finally:
-            admin.close()
-            s.stop()
 
 
 def test_each_victim_is_preempted_once_and_the_claimant_starts(server, tmp_path: Path) -> None:
