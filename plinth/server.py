@@ -40,8 +40,9 @@ class BackgroundService(Protocol):
     def stop(self) -> None: ...
 
 
-def make_executor(cfg: ServerConfig) -> Executor:
-    """The executor named by ``cfg.executor``, with the configured nodes."""
+def make_executor(cfg: ServerConfig, local: dict[str, Any] | None = None) -> Executor:
+    """The executor named by ``cfg.executor``, with the configured nodes; `local`: more
+    options of the local executor (who replicas run as, log caps)."""
     from plinth.executors.base import NodeCapacity, get_executor
 
     nodes = None
@@ -54,13 +55,16 @@ def make_executor(cfg: ServerConfig) -> Executor:
     options: dict[str, Any] = {"nodes": nodes}
     if cfg.executor == "local":
         options["nice"] = cfg.executor_nice
+        options.update(local or {})
     return get_executor(cfg.executor, **options)
 
 
 def background_services(ctx: AppContext) -> list[BackgroundService]:
     """Every background service of a running server, in start order (stopped in
     reverse). Add new ones here."""
-    return [ctx.loop]
+    from plinth.services.retention import RetentionSweeper
+
+    return [ctx.loop, RetentionSweeper(ctx.db, ctx.home, ctx.cfg.retention)]
 
 
 @contextmanager
@@ -73,18 +77,21 @@ def control_plane(cfg: ServerConfig, home: Path, db_url: str, url: str) -> Itera
     from plinth.scheduler.resources import Resources
     from plinth.services.auth import bootstrap_admin
     from plinth.services.control_loop import ControlLoop
+    from plinth.services.isolation import setup_isolation
     from plinth.services.reconcile import reconcile
+    from plinth.services.templates import register_builtin_templates
     from plinth.store.db import Database
     from plinth.store.migrate import upgrade
 
     db = Database(db_url)
     try:
         upgrade(db.engine)
-        executor = make_executor(cfg)
+        executor = make_executor(cfg, setup_isolation(db, cfg, home))  # replicas' OS users
         loop = ControlLoop(db, executor, cfg, home, cfg.url or url)
         total = sum((n.resources for n in loop.nodes), Resources())
         with db.session() as s:
             token = bootstrap_admin(s, home, total.to_dict())
+            register_builtin_templates(s)
         report = reconcile(db, executor, cfg.jobs.grace)
         if report.readopted or report.lost or report.requeued or report.orphans_stopped:
             log.warning(

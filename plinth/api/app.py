@@ -16,14 +16,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, PendingRollbackError
 
 import plinth
 from plinth.api.limits import BodyLimit
 from plinth.api.metrics import make_registry
 from plinth.api.routers import ALL
-from plinth.config import ServerConfig, database_url, make_private_dir, plinth_home
+from plinth.config import ServerConfig, database_url, plinth_home, secure_home
 from plinth.services.errors import ServiceError
+from plinth.services.template_model import SUBMISSION_TAGS
 
 __all__ = ["create_app"]
 
@@ -39,11 +40,13 @@ def _loc(loc: Any) -> str:
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
-        where = _loc(err.get("loc", ()))
+        # The tags of a union body (a job spec or a templated job) are not fields.
+        loc = [x for x in err.get("loc", ()) if x not in SUBMISSION_TAGS]
+        where = _loc(loc)
         msg = str(err.get("msg", "invalid"))
         msg = msg.removeprefix("Value error, ")
         out.append(
-            {"loc": list(err.get("loc", ())), "msg": f"{where}: {msg}", "type": err.get("type", "")}
+            {"loc": loc, "msg": f"{where}: {msg}", "type": err.get("type", "")}
         )
     return out
 
@@ -58,8 +61,7 @@ def create_app(
     """Build the app. `home` defaults to PLINTH_HOME, `db_url` to PLINTH_DATABASE_URL or
     SQLite under home, `url` is what replicas get as PLINTH_URL (config `url` wins)."""
     cfg = config or ServerConfig()
-    home = home or plinth_home()
-    make_private_dir(home)
+    home = secure_home(home or plinth_home())
     db_url = db_url or database_url(home)
     replica_url = cfg.url or url
 
@@ -95,8 +97,10 @@ def create_app(
             status_code=409,
         )
 
+    @app.exception_handler(InterfaceError)  # the database connection broke mid-request
+    @app.exception_handler(PendingRollbackError)
     @app.exception_handler(OperationalError)
-    async def _operational(_: Request, exc: OperationalError) -> JSONResponse:
+    async def _operational(_: Request, exc: Exception) -> JSONResponse:
         log.error("database error: %s", exc)
         return JSONResponse(
             {"detail": "the database is busy or unavailable; retry shortly"}, status_code=503

@@ -21,10 +21,11 @@ from plinth.services import events as ev
 from plinth.services.admission import NodeFree, ReplicaDemand, unplaceable_reason
 from plinth.services.auth import Principal, require_unscoped
 from plinth.services.errors import Conflict, Forbidden, Invalid, NotFound
+from plinth.services.files import usable_by
 from plinth.services.lifecycle import FINAL, LIVE, InvalidTransition, State, transition
 from plinth.services.specs import CodeFile, CodeGit, JobSpec
 from plinth.services.submit_limits import check_pending_limits, check_user_cap
-from plinth.store.models import Event, File, Group, Replica, User, Workload, utcnow
+from plinth.store.models import Event, Group, Replica, User, Workload, utcnow
 
 __all__ = [
     "JOB",
@@ -116,7 +117,7 @@ def _resolve_code(
     if code is None:
         return None
     if isinstance(code, CodeFile):
-        if session.get(File, code.file) is None:
+        if not usable_by(session, p, code.file):  # uploads are the uploading group's
             raise Invalid(
                 f"code.file: no uploaded file with sha256 {code.file}; "
                 "upload the archive with POST /api/v1/files first"
@@ -293,7 +294,10 @@ def prepare_rerun(
     why = f"rerun of {old.id} by {p.user}"
     if old.code and old.code["kind"] == "git":
         why += f" (recorded commit {old.code['commit'][:12]})"
-    return _prepare(session, p, spec, old.code, cfg, nodes, why)
+    new = _prepare(session, p, spec, old.code, cfg, nodes, why)
+    if old.template is not None:
+        new.values["template"] = old.template  # the same expanded spec: the same version
+    return new
 
 
 def _visible(p: Principal, w: Workload | None, job_id: str) -> Workload:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from plinth.services.audit import record_audit
 from plinth.services.auth import Principal, issue_token, require_admin, require_unscoped
 from plinth.services.errors import Conflict, Forbidden, NotFound
 from plinth.services.specs import UserCreate
@@ -49,6 +50,7 @@ def create_user(session: Session, p: Principal, req: UserCreate) -> tuple[User, 
     )
     session.add(u)
     session.flush()
+    record_audit(session, p, "user.create", f"user:{u.name}", req.model_dump(mode="json"))
     return u, req.group, issue_token(session, u.id)
 
 
@@ -78,4 +80,7 @@ def create_token(session: Session, p: Principal, name: str) -> str:
         if name != p.user:
             raise Forbidden("only an admin can create tokens for another user")
         u = _get(session, name)
+    if u.disabled:
+        raise Conflict(f"user {name!r} is disabled: enable it before giving it tokens")
+    record_audit(session, p, "token.create", f"user:{u.name}")
     return issue_token(session, u.id)

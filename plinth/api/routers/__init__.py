@@ -1,14 +1,19 @@
 """One APIRouter per resource; ``ALL`` is what the app factory includes."""
 
 from plinth.api.routers import (
+    admin,
+    audit,
     files,
     groups,
+    job_metrics,
     jobs,
     nodes,
     queue,
     quotas,
     reservations,
     system,
+    templates,
+    tokens,
     users,
 )
 
@@ -20,9 +25,14 @@ ALL = [
     nodes.router,
     files.router,
     jobs.router,
+    job_metrics.router,
+    templates.router,
     quotas.router,
     reservations.router,
     queue.router,
+    tokens.router,
+    audit.router,
+    admin.router,
 ]
 
 __all__ = ["ALL"]

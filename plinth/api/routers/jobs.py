@@ -12,8 +12,10 @@ from plinth.api.deps import Caller, Ctx
 from plinth.api.schemas import EventOut, ExplainOut, JobOut, ReplicaOut
 from plinth.services import jobs as svc
 from plinth.services.queue import explain_job
-from plinth.services.specs import NAME_PATTERN, ROLE_PATTERN, JobSpec
+from plinth.services.specs import NAME_PATTERN, ROLE_PATTERN
 from plinth.services.submission import queue_job
+from plinth.services.template_model import JobSubmission, TemplatedJob
+from plinth.services.templates import expand_job
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
@@ -35,10 +37,16 @@ def _queue(ctx: Ctx, p: Caller, new: svc.NewJob) -> JobOut:
 
 
 @router.post("", status_code=201, response_model=JobOut)
-def submit_job(spec: JobSpec, p: Caller, ctx: Ctx) -> JobOut:
-    """Queue a job. A git ref is resolved to its commit now and recorded."""
+def submit_job(spec: JobSubmission, p: Caller, ctx: Ctx) -> JobOut:
+    """Queue a job: a full spec, or a template to expand (``template``, ``params``; see
+    docs/templates.md). A git ref is resolved to its commit now and recorded."""
+    record = None
     with ctx.db.read() as s:  # validation reads take no write lock
+        if isinstance(spec, TemplatedJob):
+            spec, record = expand_job(s, p, spec, ctx.home)
         new = svc.prepare_job(s, p, spec, ctx.cfg, ctx.loop.capacity())
+    if record is not None:
+        new.values["template"] = record
     return _queue(ctx, p, new)
 
 
