@@ -22,10 +22,14 @@ undone, with backfill, reclaim or fair share switched off, and the Kueue-like
 baseline with Plinth's victim order (to show how much of the difference the
 victim order alone makes).
 
-The trace generator is documented in ``plinth/scheduler/trace.py``. Each
-workload runs for its actual runtime (at most its declared ``max_runtime``);
-a preempted one loses its progress (no checkpoint is assumed: the worst case),
-returns to the queue with its original queue time and starts over.
+The trace generator is documented in ``plinth/scheduler/trace.py``; ``--write-trace
+FILE`` writes the (first seed's) trace in the JSONL format of ``plinth scheduler
+simulate`` (``plinth/scheduler/tracefile.py``) instead of running, so the same trace
+can be replayed with any policy file. The replay itself is
+``plinth.scheduler.simulation.simulate``, the function ``plinth scheduler simulate``
+runs. Each workload runs for its actual runtime (at most its declared
+``max_runtime``); a preempted one loses its progress (no checkpoint is assumed: the
+worst case), returns to the queue with its original queue time and starts over.
 
 Metrics (the window is [warm-up, last arrival]; warm-up 8 h by default):
 
@@ -42,7 +46,8 @@ Metrics (the window is [warm-up, last arrival]; warm-up 8 h by default):
   every workload (one never started counts its wait until the end).
 * ``jain_index``: Jain's index over groups of the fraction of each group's
   submitted work (dominant-share-seconds) served within the window.
-* ``preemptions`` and ``wasted_gpu_hours`` (GPU-hours of preempted runs).
+* ``preemptions`` (also per reclaim) and ``wasted_gpu_hours`` (GPU-hours of
+  preempted runs).
 
 Usage: ``python benchmarks/scheduler_sim.py --json [--quick] [--seeds 1,2,3] [--load 1.5]
 [--warmup-hours 8] [--ablations]``. Defaults: 64 nodes, 8 groups, 48 simulated hours, offered
@@ -54,33 +59,24 @@ seed 1, warm-up 2 h.
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plinth.scheduler import (
-    Ordering,
-    PlacementPolicy,
-    SchedulerConfig,
-    Snapshot,
-    UsageRecord,
-    Weights,
-    Workload,
-    schedule,
-)
+from plinth.scheduler import Ordering, PlacementPolicy, SchedulerConfig, Weights
+from plinth.scheduler.simulation import simulate
 from plinth.scheduler.trace import (
-    TraceItem,
     make_groups,
     make_nodes,
     make_trace,
     offered_by_resource,
     offered_load,
 )
+from plinth.scheduler.tracefile import dump_trace
 
 try:
     from benchmarks._stats import percentile
@@ -114,151 +110,6 @@ ABLATIONS: dict[str, SchedulerConfig] = {
 }
 
 
-@dataclass
-class _Run:
-    w: Workload
-    started: float
-    end: float  # natural end (actual runtime, capped by max_runtime)
-    stop_at: float | None = None  # set when preempted: end of the grace period
-
-
-def simulate(trace: list[TraceItem], nodes, groups, config: SchedulerConfig,
-             tick_s: float, warmup_s: float = 0.0) -> dict:
-    cap = [sum(n.capacity.as_tuple()[k] for n in nodes) for k in range(3)]
-    horizon = trace[-1].arrival if trace else 0.0
-    warmup_s = min(warmup_s, horizon)
-    actual = {it.workload.id: it.actual_s for it in trace}
-    arrival = {it.workload.id: it.arrival for it in trace}
-    first_start: dict[str, float] = {}
-    pending: dict[str, Workload] = {}
-    running: dict[str, _Run] = {}
-    ends: list[tuple[float, str]] = []
-    history: list[UsageRecord] = []
-    useful = [0.0, 0.0, 0.0]  # within [warmup_s, horizon]
-    useful_all = [0.0, 0.0, 0.0]  # within [0, horizon]
-    served: dict[str, float] = {g.name: 0.0 for g in groups}
-    demand: dict[str, float] = {g.name: 0.0 for g in groups}
-    wasted_gpu_s = 0.0
-    preemptions = 0
-    cycles = 0
-    cycle_s = 0.0
-
-    def share(w: Workload) -> float:
-        return max(w.total_t[k] / cap[k] for k in range(3) if cap[k] > 0)
-
-    for it in trace:
-        demand[it.workload.group] += share(it.workload) * it.actual_s
-
-    def account(r: _Run, until: float, wasted: bool) -> None:
-        nonlocal wasted_gpu_s
-        history.append(UsageRecord(r.w.group, r.started, until, r.w.total))
-        dur = until - r.started
-        if wasted:
-            wasted_gpu_s += r.w.total_t[2] * dur
-            return
-        inside = max(0.0, min(until, horizon) - r.started)
-        measured = max(0.0, min(until, horizon) - max(r.started, warmup_s))
-        for k in range(3):
-            useful[k] += r.w.total_t[k] * measured
-            useful_all[k] += r.w.total_t[k] * inside
-        served[r.w.group] += share(r.w) * inside
-
-    i = 0
-    t = 0.0
-    config_grace = config.reclaim_grace_s
-    while i < len(trace) or pending or running:
-        changed = False
-        while i < len(trace) and trace[i].arrival <= t:
-            w = trace[i].workload
-            pending[w.id] = w
-            i += 1
-            changed = True
-        while ends and ends[0][0] <= t:
-            _, wid = heapq.heappop(ends)
-            r = running.get(wid)
-            if r is None:
-                continue
-            if r.stop_at is not None and r.stop_at <= t:
-                del running[wid]
-                account(r, min(r.end, r.stop_at), wasted=r.stop_at < r.end)
-                if r.stop_at < r.end:
-                    base = r.w
-                    pending[wid] = replace(base, start_time=None, placements=None,
-                                           preempting=False)
-                changed = True
-            elif r.stop_at is None and r.end <= t:
-                del running[wid]
-                account(r, r.end, wasted=False)
-                changed = True
-        if changed and pending:
-            # Keep fair-share history short: older records weigh < 1/1000.
-            cutoff = t - 10 * config.fair_share_half_life_s
-            if history and history[0].end < cutoff:
-                history[:] = [h for h in history if h.end >= cutoff]
-            snap = Snapshot(
-                now=t, nodes=nodes, groups=groups,
-                running=tuple(r.w for r in running.values()),
-                pending=tuple(pending.values()),
-                usage_history=tuple(history),
-            )
-            c0 = time.perf_counter()
-            d = schedule(snap, config)
-            cycle_s += time.perf_counter() - c0
-            cycles += 1
-            for a in d.admissions:
-                w = pending.pop(a.workload_id)
-                first_start.setdefault(w.id, t)
-                rw = replace(w, start_time=t, placements=a.placement, reservation=a.reservation)
-                end = t + min(actual[w.id], w.max_runtime_s)
-                running[w.id] = _Run(rw, t, end)
-                heapq.heappush(ends, (end, w.id))
-            for p in d.preemptions:
-                r = running[p.workload_id]
-                if r.stop_at is None:
-                    preemptions += 1
-                    r.stop_at = t + config_grace
-                    r.w = replace(r.w, preempting=True)
-                    heapq.heappush(ends, (min(r.stop_at, r.end), r.w.id))
-        # Next moment something can change.
-        nxt = [t + tick_s]
-        if i < len(trace):
-            nxt.append(max(trace[i].arrival, t + tick_s) if pending else trace[i].arrival)
-        if ends:
-            nxt.append(max(ends[0][0], t + tick_s) if pending else ends[0][0])
-        t = min(nxt) if (pending or not running) else min(x for x in nxt[1:]) if nxt[1:] \
-            else t + tick_s
-        if t > horizon * 5 + 86400 * 7:
-            break  # a workload that can never start; reported as waiting till the end
-
-    end_t = t
-    waits: dict[str, list[float]] = {g.name: [] for g in groups}
-    for it in trace:
-        w = it.workload
-        waits[w.group].append(first_start.get(w.id, end_t) - arrival[w.id])
-    span = horizon - warmup_s
-    util = {name: (useful[k] / (cap[k] * span) if cap[k] and span > 0 else 0.0)
-            for k, name in enumerate(("cpu", "memory", "gpu"))}
-    util_all = {name: (useful_all[k] / (cap[k] * horizon) if cap[k] and horizon else 0.0)
-                for k, name in enumerate(("cpu", "memory", "gpu"))}
-    ratios = [served[g] / demand[g] for g in demand if demand[g] > 0]
-    jain = (sum(ratios) ** 2 / (len(ratios) * sum(x * x for x in ratios))) if ratios else 1.0
-    return {
-        "utilization": round((util["cpu"] + util["gpu"]) / 2, 4),
-        "utilization_by_resource": {k: round(v, 4) for k, v in util.items()},
-        "utilization_full_window": round((util_all["cpu"] + util_all["gpu"]) / 2, 4),
-        "jain_index": round(jain, 4),
-        "preemptions": preemptions,
-        "wasted_gpu_hours": round(wasted_gpu_s / 3600.0, 2),
-        "wait_p95_s": {g: round(percentile(v, 95, empty=0.0), 1) for g, v in waits.items()},
-        "wait_mean_s": {g: round(sum(v) / len(v), 1) if v else 0.0 for g, v in waits.items()},
-        "workloads": len(trace),
-        "never_started": sum(1 for it in trace if it.workload.id not in first_start),
-        "cycles": cycles,
-        "cycle_mean_ms": round(1000 * cycle_s / max(cycles, 1), 3),
-        "_waits": waits,
-    }
-
-
 def _pool(rs: list[dict]) -> dict:
     """One policy's results over several seeds: means of rates, sums of counts,
     waits pooled over all workloads of all seeds."""
@@ -285,6 +136,18 @@ def _pool(rs: list[dict]) -> dict:
     }
 
 
+def _targets(policies: dict[str, dict]) -> dict[str, bool]:
+    return {
+        "plinth_utilization_ge_0_90": policies["plinth"]["utilization"] >= 0.90,
+        "plinth_utilization_above_others": policies["plinth"]["utilization"]
+        > max(policies["fifo"]["utilization"], policies["kueue_like"]["utilization"]),
+        "no_group_p95_worse_than_kueue_like": all(
+            policies["plinth"]["wait_p95_s"][g] <= policies["kueue_like"]["wait_p95_s"][g]
+            for g in policies["plinth"]["wait_p95_s"]
+        ),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
@@ -300,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablations", action="store_true",
                     help="also run Plinth with parts switched off, and Kueue-like with"
                          " Plinth's victim order")
+    ap.add_argument("--only", type=str, default=None, metavar="NAMES",
+                    help="comma-separated policy names to run (of the above and --ablations)")
+    ap.add_argument("--write-trace", type=Path, metavar="FILE",
+                    help="write the first seed's trace as JSONL (with its cluster) and exit")
     args = ap.parse_args(argv)
     nodes_n = args.nodes or (24 if args.quick else 64)
     groups_n = args.groups or (4 if args.quick else 8)
@@ -310,8 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     tick = 60.0
     nodes = make_nodes(nodes_n)
     groups = make_groups(nodes, groups_n, lend_all=True)
+    if args.write_trace is not None:
+        trace = make_trace(nodes=nodes, groups=groups, hours=hours, load=load, seed=seeds[0])
+        args.write_trace.write_text("\n".join(dump_trace(trace, nodes, groups)) + "\n")
+        return 0
     t0 = time.perf_counter()
     configs = dict(POLICIES, **(ABLATIONS if args.ablations else {}))
+    if args.only:
+        every = dict(POLICIES, **ABLATIONS)
+        names = args.only.split(",")
+        unknown = [n for n in names if n not in every]
+        if unknown:
+            ap.error(f"--only: unknown policy {unknown[0]!r}; known: {', '.join(every)}")
+        configs = {n: every[n] for n in names}
     runs: dict[str, list[dict]] = {name: [] for name in configs}
     n_items = 0
     offered: list[dict] = []
@@ -336,15 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "warmup_hours": warmup_h,
         "workloads": n_items,
         "policies": policies,
-        "targets": {
-            "plinth_utilization_ge_0_90": policies["plinth"]["utilization"] >= 0.90,
-            "plinth_utilization_above_others": policies["plinth"]["utilization"]
-            > max(policies["fifo"]["utilization"], policies["kueue_like"]["utilization"]),
-            "no_group_p95_worse_than_kueue_like": all(
-                policies["plinth"]["wait_p95_s"][g] <= policies["kueue_like"]["wait_p95_s"][g]
-                for g in policies["plinth"]["wait_p95_s"]
-            ),
-        },
+        "targets": _targets(policies) if set(POLICIES) <= set(policies) else {},
         "wall_s": round(time.perf_counter() - t0, 1),
     }
     if args.json:

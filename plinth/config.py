@@ -11,6 +11,8 @@ Every key is optional; an empty file gives a working single-machine server. Exam
       weights: {aging: 4, runtime: 1, size: 0.5, fit: 0.5, fair_share: 1, priority: 1}
       aging_saturation: 6h         # every other key: docs/configuration.md, docs/scheduling.md
       reclaim_grace: 30s           # SIGTERM -> SIGKILL for preempted (reclaimed) workloads
+      queue_heads_per_group: 1000  # pending workloads of each group every cycle looks at
+      max_pending_per_user: 5000   # default: no limit (a submit over it gets 429)
     code:
       git_local_roots: []          # directories whose git repos members may use as code
       git_protocols: [https, ssh, file]  # the only transports git may use (protocol.allow)
@@ -137,13 +139,15 @@ _DURATION_KEYS = {
     "reclaim_grace": "reclaim_grace_s",
     "reclaim_after": "reclaim_after_s",
     "borrow_max_runtime": "borrow_max_runtime_s",
+    "reclaim_hold": "reclaim_hold_s",
 }
 
 
 # Durations that may be zero: a delay, not a length of time something runs.
 _DELAY_KEYS = frozenset({"reclaim_after"})
 # Keys of the control loop itself, not of the quota scheduler's policy.
-_LOOP_KEYS = frozenset({"poll_interval", "admit_on_submit"})
+_LOOP_KEYS = frozenset({"poll_interval", "admit_on_submit", "max_pending_per_user",
+                        "max_pending_per_group"})
 
 
 class SchedulerConfig(_Strict):
@@ -157,6 +161,9 @@ class SchedulerConfig(_Strict):
     # each job at submit unless SchedulerParameters=defer): same scheduler, same input
     # as the loop would use, a few ms sooner. See docs/scheduling.md.
     admit_on_submit: bool = True
+    # Pending workloads one user / one group may have; a submit over it is a 429.
+    max_pending_per_user: int | None = Field(default=None, ge=1)
+    max_pending_per_group: int | None = Field(default=None, ge=1)
     weights: dict[str, float] | None = None
     aging_saturation: float | None = None
     runtime_reference: float | None = None
@@ -174,6 +181,8 @@ class SchedulerConfig(_Strict):
     fair_borrowing: bool | None = None
     reclaim: bool | None = None
     reclaim_least_lost_first: bool | None = None
+    reclaim_hold: float | None = None
+    queue_heads_per_group: int | None = None
     backfill: bool | None = None
     placement: str | None = None
 

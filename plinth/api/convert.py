@@ -13,6 +13,7 @@ from plinth.api.schemas import (
     GroupStatusOut,
     GroupUserOut,
     JobOut,
+    Limit,
     Quantity,
     ReplicaOut,
     ReservationOut,
@@ -39,6 +40,7 @@ __all__ = [
     "file_out",
     "group_out",
     "job_out",
+    "limit",
     "quantity",
     "replica_out",
     "reservation_out",
@@ -54,6 +56,17 @@ def quantity(q: dict[str, Any] | None) -> Quantity | None:
     )
 
 
+def limit(q: dict[str, Any] | None) -> Limit | None:
+    """A stored cap or limit: the resources written; the others are not capped (null)."""
+    if q is None:
+        return None
+    return Limit(
+        cpu=float(q["cpu"]) if "cpu" in q else None,
+        memory=int(q["memory"]) if "memory" in q else None,
+        gpu=int(q["gpu"]) if "gpu" in q else None,
+    )
+
+
 def _q(r: Resources) -> Quantity:
     return Quantity(cpu=float(r.cpu), memory=int(r.memory), gpu=int(r.gpu))
 
@@ -62,8 +75,8 @@ def group_out(g: Group, view: GroupView | None = None) -> GroupOut:
     out = GroupOut(
         name=g.name,
         quota=quantity(g.quota) or Quantity(cpu=0, memory=0, gpu=0),
-        borrow_limit=quantity(g.borrow_limit),
-        lend_limit=quantity(g.lend_limit),
+        borrow_limit=limit(g.borrow_limit),
+        lend_limit=limit(g.lend_limit),
         max_job=None if g.max_job is None else {k: float(v) for k, v in g.max_job.items()},
         max_runtime=g.max_runtime_s,
         max_workloads_per_user=g.max_workloads_per_user,
@@ -77,7 +90,7 @@ def group_out(g: Group, view: GroupView | None = None) -> GroupOut:
             guaranteed=_q(st.guaranteed),
         )  # fmt: skip
         out.users = [
-            GroupUserOut(name=n, cap=quantity(u["cap"]), used=quantity(u["used"]))  # type: ignore[arg-type]
+            GroupUserOut(name=n, cap=limit(u["cap"]), used=quantity(u["used"]))  # type: ignore[arg-type]
             for n, u in sorted(view.users.items())
         ]
         names = view.user_names
@@ -92,7 +105,8 @@ def expansion_out(e: QuotaExpansion, group: str | None, user: str | None) -> Exp
     return ExpansionOut(
         id=e.id, group=group, user=user, add=quantity(e.add) or Quantity(cpu=0, memory=0, gpu=0),
         start=e.start, end=e.end, reason=e.reason, granted_by=e.granted_by,
-        created_at=e.created_at, status=expansion_status(e),
+        created_at=e.created_at, status=expansion_status(e), revoked_at=e.revoked_at,
+        revoked_by=e.revoked_by, revoke_reason=e.revoke_reason,
     )  # fmt: skip
 
 
@@ -107,7 +121,7 @@ def reservation_out(r: Reservation, group: str | None, user: str | None) -> Rese
 
 def user_out(u: User, group: str) -> UserOut:
     return UserOut(
-        name=u.name, group=group, admin=u.admin, cap=quantity(u.cap), created_at=u.created_at
+        name=u.name, group=group, admin=u.admin, cap=limit(u.cap), created_at=u.created_at
     )
 
 

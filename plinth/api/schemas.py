@@ -18,6 +18,7 @@ __all__ = [
     "GroupUserOut",
     "Health",
     "JobOut",
+    "Limit",
     "NodeOut",
     "Quantity",
     "QueueEntry",
@@ -36,6 +37,15 @@ class Quantity(BaseModel):
     gpu: int = Field(description="whole devices")
 
 
+class Limit(BaseModel):
+    """A cap or limit per resource, as the scheduler applies it; null: that resource
+    is not capped (it was left out). ``0`` means zero."""
+
+    cpu: float | None = Field(default=None, description="cores; null: no cap")
+    memory: int | None = Field(default=None, description="MiB; null: no cap")
+    gpu: int | None = Field(default=None, description="whole devices; null: no cap")
+
+
 class GroupStatusOut(BaseModel):
     """The group's quota picture now (from the scheduler's ledger)."""
 
@@ -50,7 +60,7 @@ class GroupStatusOut(BaseModel):
 
 class GroupUserOut(BaseModel):
     name: str
-    cap: Quantity | None = Field(description="personal quota inside the group; null: none")
+    cap: Limit | None = Field(description="personal quota inside the group; null: none")
     used: Quantity
 
 
@@ -64,14 +74,17 @@ class ExpansionOut(BaseModel):
     reason: str
     granted_by: str
     created_at: datetime
-    status: str = Field(description="scheduled | active | expired")
+    status: str = Field(description="scheduled | active | expired | revoked")
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+    revoke_reason: str | None = None
 
 
 class GroupOut(BaseModel):
     name: str
     quota: Quantity
-    borrow_limit: Quantity | None
-    lend_limit: Quantity | None
+    borrow_limit: Limit | None = Field(description="null: may borrow without limit")
+    lend_limit: Limit | None = Field(description="null: lends all its idle quota")
     max_job: dict[str, float] | None = Field(
         default=None,
         description="admin cap on one job's total demand; only the dimensions listed are capped",
@@ -136,7 +149,7 @@ class UserOut(BaseModel):
     name: str
     group: str
     admin: bool
-    cap: Quantity | None
+    cap: Limit | None = Field(description="personal cap inside the group; null: none")
     created_at: datetime
 
 

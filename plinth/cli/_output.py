@@ -106,6 +106,23 @@ def fmt_resources(res: Any) -> str:
     return " ".join(parts) or "-"
 
 
+def fmt_limit(res: Any, none: str = "none") -> str:
+    """A cap or limit as the scheduler applies it: every resource, ``no cap`` for those
+    left out (null); `none` when there is no cap at all."""
+    if res is None:
+        return none
+    if not isinstance(res, dict):
+        return str(res)
+    parts = []
+    for key in ("cpu", "memory", "gpu"):
+        v = res.get(key)
+        if v is None:
+            parts.append(f"{key}=no cap")
+        else:
+            parts.append(f"{key}={fmt_memory(v) if key == 'memory' else fmt_number(v)}")
+    return " ".join(parts)
+
+
 def fmt_time(value: Any) -> str:
     """An ISO-8601 time shortened to ``YYYY-MM-DD HH:MM:SS`` (UTC as the server gives it)."""
     if not value:

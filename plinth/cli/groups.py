@@ -42,9 +42,9 @@ def _show(group: dict[str, Any], output: out.Output) -> None:
     fields = [
         ("name", group.get("name")),
         ("quota", out.fmt_resources(group.get("quota"))),
-        ("borrow limit", out.fmt_resources(group.get("borrow_limit"))),
-        ("lend limit", out.fmt_resources(group.get("lend_limit"))),
-        ("max job", out.fmt_resources(group.get("max_job"))),
+        ("borrow limit", out.fmt_limit(group.get("borrow_limit"), "none (may borrow any idle quota)")),
+        ("lend limit", out.fmt_limit(group.get("lend_limit"), "none (lends all its idle quota)")),
+        ("max job", out.fmt_limit(group.get("max_job"), "none")),
         ("max runtime", out.fmt_duration(group.get("max_runtime"))
          if group.get("max_runtime") else "-"),
         ("max workloads/user", group.get("max_workloads_per_user") or "-"),
@@ -56,7 +56,7 @@ def _show(group: dict[str, Any], output: out.Output) -> None:
     ]  # fmt: skip
     for u in group.get("users") or []:
         fields.append((f"user {u['name']}", (f"used {out.fmt_resources(u.get('used'))}"
-                       f", cap {out.fmt_resources(u.get('cap'))}")))  # fmt: skip
+                       f", cap {out.fmt_limit(u.get('cap'))}")))  # fmt: skip
     for e in group.get("expansions") or []:
         who = f"group {e['group']}" if e.get("group") else f"user {e.get('user')}"
         fields.append((f"expansion {e['id']}", (f"{who} +{out.fmt_resources(e.get('add'))} "
@@ -82,12 +82,14 @@ def create(
     quota: Annotated[str, typer.Option(help=QUOTA_HELP, metavar="K=V,...")],
     borrow_limit: Annotated[
         str | None,
-        typer.Option(help="Most it may borrow from idle quota, e.g. cpu=4.", metavar="K=V,..."),
+        typer.Option(help="Most it may borrow from idle quota, e.g. cpu=4; a resource left"
+                    " out is not limited (cpu=0 forbids borrowing cpu).", metavar="K=V,..."),
     ] = None,
     lend_limit: Annotated[
         str | None,
         typer.Option(
-            help="Most of its idle quota others may borrow, e.g. cpu=2.", metavar="K=V,..."
+            help="Most of its idle quota others may borrow, e.g. cpu=2; a resource left out"
+            " is lent without limit (cpu=0 lends no cpu).", metavar="K=V,..."
         ),
     ] = None,
     max_job: MaxJobOpt = None,

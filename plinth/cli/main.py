@@ -27,6 +27,7 @@ from plinth.cli.jobs import app as jobs_app
 from plinth.cli.nodes import app as nodes_app
 from plinth.cli.queue import queue as queue_command
 from plinth.cli.quotas import quota_app, reservation_app
+from plinth.cli.scheduler import app as scheduler_app
 from plinth.cli.templates import app as templates_app
 from plinth.cli.tokens import app as tokens_app
 from plinth.cli.users import app as users_app
@@ -84,6 +85,7 @@ app.add_typer(users_app, name="user")
 app.add_typer(nodes_app, name="node")
 app.add_typer(quota_app, name="quota")
 app.add_typer(reservation_app, name="reservation")
+app.add_typer(scheduler_app, name="scheduler")
 app.add_typer(tokens_app, name="token")
 app.add_typer(admin_app, name="admin")
 app.command("queue")(queue_command)

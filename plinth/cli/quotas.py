@@ -11,7 +11,7 @@ from plinth.cli._context import OutputOption, get_client
 from plinth.cli._parse import InputError, parse_quantities, parse_time
 
 quota_app = typer.Typer(
-    help="Time-boxed quota expansions: grant (admin) and list with history.",
+    help="Time-boxed quota expansions: grant and revoke (admin), list with history.",
     no_args_is_help=True,
 )
 reservation_app = typer.Typer(
@@ -27,6 +27,14 @@ UserOpt = Annotated[str | None, typer.Option("--user", help="The user it is for.
 def _owner(group: str | None, user: str | None) -> None:
     if (group is None) == (user is None):
         raise InputError("give exactly one of --group or --user")
+
+
+def _why(row: dict[str, Any]) -> str:
+    """The grant's reason, and who revoked it and why when it was."""
+    text = row.get("reason") or ""
+    if row.get("revoked_by"):
+        text += f" (revoked by {row['revoked_by']}: {row.get('revoke_reason') or ''})"
+    return text
 
 
 def _who(row: dict[str, Any]) -> str:
@@ -66,6 +74,30 @@ def expand(
     ])  # fmt: skip
 
 
+@quota_app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    expansion_id: Annotated[int, typer.Argument(metavar="ID", help="The expansion's id.")],
+    reason: Annotated[str, typer.Option(help="Why it is revoked (kept in the history).")],
+    output: OutputOption = out.Output.table,
+) -> None:
+    """End an expansion now (admin): no new work is admitted under it; work already
+    admitted keeps running as borrowing and may be reclaimed."""
+    if not reason.strip():
+        raise InputError("--reason: say why the expansion is revoked")
+    e = get_client(ctx).quota_expansions.revoke(expansion_id, reason=reason)
+    if output is out.Output.json:
+        out.print_json(e)
+        return
+    out.print_fields([
+        ("id", e.get("id")), ("for", _who(e)), ("add", out.fmt_resources(e.get("add"))),
+        ("status", e.get("status")), ("granted by", out.escape(e.get("granted_by"))),
+        ("revoked by", out.escape(e.get("revoked_by"))),
+        ("revoked at", out.fmt_time(e.get("revoked_at"))),
+        ("reason", out.escape(e.get("revoke_reason"))),
+    ])  # fmt: skip
+
+
 @quota_app.command("list")
 def list_expansions(
     ctx: typer.Context,
@@ -82,7 +114,7 @@ def list_expansions(
         [
             [str(r["id"]), out.escape(_who(r)), out.fmt_resources(r.get("add")),
              out.fmt_time(r.get("start")), out.fmt_time(r.get("end")), r.get("status"),
-             out.escape(r.get("granted_by")), out.escape(r.get("reason"))]
+             out.escape(r.get("granted_by")), out.escape(_why(r))]
             for r in rows
         ],
     )  # fmt: skip

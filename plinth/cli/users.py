@@ -20,7 +20,7 @@ def _fields(user: dict[str, Any]) -> list[tuple[str, Any]]:
         ("name", user.get("name")),
         ("group", user.get("group")),
         ("role", "admin" if user.get("admin") else "member"),
-        ("cap", out.fmt_resources(user.get("cap"))),
+        ("cap", out.fmt_limit(user.get("cap"), "none (the group's quota applies)")),
         ("created", out.fmt_time(user.get("created_at"))),
     ]
 
@@ -32,7 +32,8 @@ def create(
     group: Annotated[str, typer.Option(help="The group (team) the user belongs to.")],
     cap: Annotated[
         str | None,
-        typer.Option(help="Personal quota inside the group, e.g. cpu=2,gpu=1.", metavar="K=V,..."),
+        typer.Option(help="Personal quota inside the group, e.g. cpu=2,gpu=1; a resource"
+                    " left out is not capped (write 0 for zero).", metavar="K=V,..."),
     ] = None,
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
     output: OutputOption = out.Output.table,
@@ -71,7 +72,7 @@ def list_(ctx: typer.Context, output: OutputOption = out.Output.table) -> None:
                 out.escape(u.get("name")),
                 out.escape(u.get("group")),
                 "admin" if u.get("admin") else "member",
-                out.fmt_resources(u.get("cap")),
+                out.fmt_resources(u.get("cap")) if u.get("cap") is not None else "-",
                 out.fmt_time(u.get("created_at")),
             ]
             for u in users

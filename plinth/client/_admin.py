@@ -199,6 +199,12 @@ class QuotaExpansions:
             self._t.json("GET", f"{API_PREFIX}/quota-expansions", params=params),
         )
 
+    def revoke(self, expansion_id: int, *, reason: str) -> dict[str, Any]:
+        """End an expansion now (admin); ``reason`` is recorded with who revoked it."""
+        return cast("dict[str, Any]", self._t.json(
+            "DELETE", f"{API_PREFIX}/quota-expansions/{int(expansion_id)}",
+            params={"reason": reason}))  # fmt: skip
+
 
 class Reservations:
     """Capacity kept free for a group or a user during a window (admin writes)."""

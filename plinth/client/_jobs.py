@@ -62,6 +62,14 @@ class Jobs:
             self._t.json("GET", f"{API_PREFIX}/queue", params={"limit": limit}),
         )
 
+    def history(self, *, since_s: float) -> list[dict[str, Any]]:
+        """The workloads submitted in the last ``since_s`` seconds as a scheduler trace
+        (the JSONL objects of ``plinth scheduler simulate``, cluster first; admins)."""
+        return cast(
+            "list[dict[str, Any]]",
+            self._t.json("GET", f"{API_PREFIX}/queue/history", params={"since_s": since_s}),
+        )
+
     def cancel(self, job_id: str) -> Job:
         """Cancel a job; a finished job is returned unchanged."""
         return cast(Job, self._t.json("POST", f"{_job(job_id)}/cancel"))

@@ -79,6 +79,15 @@ class SchedulerConfig:
     preemption throws away (dominant share x time run so far), the priority
     class only breaking ties (False, default: lowest priority class first,
     then least work lost).
+    ``reclaim_hold_s``: the longest the capacity freed by a reclaim's victims
+    is held for its claimant (see ``ReclaimHold``) after the preemption was
+    decided; past it the claimant counts as having given up and the capacity
+    goes back to everyone. Victims stop within ``reclaim_grace_s``, so the
+    default (600 s) only matters for a claimant blocked by something else.
+    ``queue_heads_per_group``: how many pending workloads of each group (the
+    first in queue order) the server gives one cycle, so that no group's
+    backlog hides another's queue heads (fair scanning); the core itself
+    schedules whatever the snapshot holds.
     ``fair_borrowing``: in the borrowing pass, serve the groups that use least
     of their own nominal quota first (False: plain cycle order, as Kueue).
     ``ordering``, ``borrowing``, ``reclaim``, ``backfill``, ``placement``:
@@ -96,6 +105,8 @@ class SchedulerConfig:
     reclaim_grace_s: float = 30.0
     reclaim_after_s: float = 0.0
     reclaim_least_lost_first: bool = False
+    reclaim_hold_s: float = 600.0
+    queue_heads_per_group: int = 1000
     max_admissions_per_cycle: int | None = None
     borrow_max_runtime_s: float | None = None
     cpu_work_on_gpu_nodes: bool = False
@@ -124,6 +135,10 @@ class SchedulerConfig:
                 raise ValueError(f"weight {name} must be >= 0")
         if self.reclaim_after_s < 0:
             raise ValueError("reclaim_after_s must be >= 0 seconds")
+        if not 1 <= self.queue_heads_per_group <= 1_000_000:
+            raise ValueError("queue_heads_per_group must be between 1 and 1000000")
+        if self.reclaim_hold_s <= 0:
+            raise ValueError("reclaim_hold_s must be > 0 seconds")
         if self.max_admissions_per_cycle is not None and self.max_admissions_per_cycle < 1:
             raise ValueError("max_admissions_per_cycle must be >= 1 or None")
 

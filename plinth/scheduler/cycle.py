@@ -34,6 +34,7 @@ import numpy as np
 
 from plinth.scheduler.backfill import Release, shadow
 from plinth.scheduler.config import Ordering, SchedulerConfig
+from plinth.scheduler.holds import ClaimantHolds, base_id, new_hold
 from plinth.scheduler.model import Snapshot, Workload
 from plinth.scheduler.outcomes import Admission, Decisions, Outcome, Preemption
 from plinth.scheduler.placement import Hold, NodePool, replicas_on
@@ -136,6 +137,8 @@ class _Cycle:
                              cpu_work_on_gpu_nodes=config.cpu_work_on_gpu_nodes)
         for h in reservation_holds(snapshot, self.pool):
             self.pool.add_hold(h)
+        self.claims = ClaimantHolds(snapshot, self.pool, self.ledger, config.reclaim_hold_s)
+        self.lifted = False  # a claimant's held capacity is lifted for its own processing
         self.d = Decisions()
         self.shadow_for: str | None = None
         self.shadow_start = 0.0
@@ -144,7 +147,8 @@ class _Cycle:
         self.promised: set[str] = set()
         # One reclaim attempt per group and cycle (Kueue nominates one head per
         # queue): bounds the work, and never cascades preemptions.
-        self.reclaim_by_group: dict[str, str] = {}
+        # A group with a reclaim hold has its reclaim under way: its claimant goes on.
+        self.reclaim_by_group: dict[str, str] = self.claims.groups()
         self._free_text: tuple[int, str] = (-1, "")
         self._cap_text: tuple[object, str] = (None, "")
 
@@ -193,11 +197,11 @@ class _Cycle:
         """Place ``w`` using the holds it may use; returns nodes and the reservation used."""
         pool = self.pool
         if not pool.holds:
-            return pool.place(w), None
+            return pool.place(w, memo=not self.lifted), None
         end = self.now + w.max_runtime_s
         refunds = [h for h in pool.holds if h.start >= end or h.owned_by(w, self.now)]
         if not refunds:
-            return pool.place(w), None
+            return pool.place(w, memo=not self.lifted), None
         for h in refunds:
             a = h.amount
             pool._change(h.node, a[0], a[1], a[2], restore=True)
@@ -252,6 +256,12 @@ class _Cycle:
         eps = np.array([CPU_EPS, 0.0, 0.0])
         over_quota = (tot > head[gidx] + eps) & (tot > 0)
         quota_mask = over_quota[:, 0] * 1 + over_quota[:, 1] * 2 + over_quota[:, 2] * 4
+        claimant = np.zeros(n, dtype=bool)
+        if self.claims.held:
+            # A claimant's own hold counts in its group's usage: check it without.
+            claimant = np.fromiter((self.claims.claims(w.id) for w in pending), bool, n)
+            quota_mask = np.where(claimant, 0, quota_mask)
+        self.claimant = claimant
         too_big = np.any(tot > maxjob[gidx] + eps, axis=1)
         too_long = rt > maxrt[gidx]
         fits_node = np.zeros(n, dtype=bool)
@@ -368,6 +378,7 @@ class _Cycle:
                 if text is None:
                     text = quota_text[key] = ledger.limit_reason(w.group, qm[i])
                 reasons[w.id] = text
+        d.released_holds = dict(self.claims.released)
         mark("requeue")
         return d
 
@@ -391,7 +402,7 @@ class _Cycle:
         dom = np.zeros(len(rest), dtype=bool)
         for f in failed:
             dom |= np.all(sub_big >= f - _CPU_EPS3, axis=1)
-        ok = dom & uniform[rest] & ~blocked[rest]
+        ok = dom & uniform[rest] & ~blocked[rest] & ~self.claimant[rest]
         if self.cfg.reclaim and self.cfg.borrowing:
             # Reclaim is tried once per group, for work inside the group's
             # nominal quota; such work must be looked at until then.
@@ -421,6 +432,19 @@ class _Cycle:
         return out
 
     def process(self, w: Workload, *, first_pass: bool, deferred: list[int], index: int) -> None:
+        if not self.claims.claims(w.id):
+            self._process(w, first_pass=first_pass, deferred=deferred, index=index)
+            return
+        # Only the claimant may use the capacity held for it.
+        self.claims.lift(w.id)
+        self.lifted = True
+        try:
+            self._process(w, first_pass=first_pass, deferred=deferred, index=index)
+        finally:
+            self.lifted = False
+            self.claims.settle(w.id, admitted=self.d.outcomes.get(w.id) is Outcome.FIT)
+
+    def _process(self, w: Workload, *, first_pass: bool, deferred: list[int], index: int) -> None:
         d, ledger, now = self.d, self.ledger, self.now
         if w.reservation is not None:
             h = next((h for h in self.pool.holds if h.reservation == w.reservation), None)
@@ -540,6 +564,18 @@ class _Cycle:
         return (f"; borrowers may end by themselves: reclaim of lent quota starts in"
                 f" {format_duration(left)} (reclaim_after {format_duration(self.cfg.reclaim_after_s)})")
 
+    def plan_after(self, w: Workload, victims: list[Workload]) -> list[int] | None:
+        """Where ``w`` would be placed with ``victims`` gone (the pool is left as it was)."""
+        pool = self.pool
+        for v in victims:
+            pool.release(v)
+        nodes = pool.place(w, memo=False)
+        if nodes is not None:
+            pool.unplace(w, nodes)
+        for v in victims:
+            pool.occupy(v)
+        return nodes
+
     def reclaim(self, w: Workload, why: str) -> bool:
         """Try to make room for ``w`` by preempting borrowers; True if it will get it."""
         if self.now - w.queue_time < self.cfg.reclaim_after_s:
@@ -548,19 +584,34 @@ class _Cycle:
             # older work may still reclaim.
             return False
         prior = self.reclaim_by_group.get(w.group)
-        if prior is not None:
+        if prior is not None and prior != w.id and not self.claims.claims(w.id):
             if prior:
                 self.d.reasons[w.id] = (f"{why}; waiting behind {prior}, for which group"
                                         f" {w.group} is reclaiming lent quota")
                 return True
             return False
         self.reclaim_by_group[w.group] = ""
-        stopping = [r for r in self.s.running if r.preempting and r.id not in self.promised]
-        candidates = [r for r in self.victim_order() if r.id not in self.promised]
+        # Each victim is preempted at most once per reclaim: the claimant's earlier
+        # victims (some may run again elsewhere) are not candidates again, and
+        # victims stopping for another claimant free capacity held for that one.
+        earlier = self.claims.hold_of(w.id)
+        own = set(earlier.victim_ids) if earlier is not None else set()
+        others = self.claims.victims_of_others(w.id)
+        stopping = [r for r in self.s.running if r.preempting and r.id not in self.promised
+                    and base_id(r.id) not in others]
+        candidates = [r for r in self.victim_order()
+                      if r.id not in self.promised and base_id(r.id) not in own]
         victims = select_victims(w, self.ledger, self.pool, stopping, candidates)
         if victims is None:
             return False
         d = self.d
+        plan = self.plan_after(w, victims)
+        if plan is not None:
+            # Keep what it will need -- victims' capacity and the free capacity it
+            # counted on beside it -- from now on (plinth.scheduler.holds).
+            hold = new_hold(w, victims, plan, self.pool, self.now, earlier)
+            self.claims.record(w, hold, victims)
+            d.holds.append(hold)
         new = [v for v in victims if not v.preempting]
         for v in victims:
             self.promised.add(v.id)

@@ -185,6 +185,52 @@ class UsageRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Victim:
+    """A workload preempted by a reclaim, and what it held on each node when it was
+    told to stop (node name -> resources): the capacity its exit frees."""
+
+    id: str
+    usage: Mapping[str, Resources]
+
+    @property
+    def total(self) -> Resources:
+        out = ZERO
+        for r in self.usage.values():
+            out = out + r
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimHold:
+    """Capacity freed by a reclaim's victims, kept for the claimant that caused it.
+
+    ``claimant``: the pending workload the victims were preempted for, of
+    ``group``. ``since``: when the (latest) preemption was decided, seconds.
+    ``plan``: where the claimant fits once its victims are gone (node name ->
+    what its replicas take there). While the claimant is pending, the plan's
+    capacity is kept free for it -- on each node, the plan minus what victims
+    still stopping hold there -- and counted against the claimant's group
+    quota, so that no one else, a victim back in the queue least of all,
+    takes it.
+    A victim counts as exited when no running workload with ``preempting`` has
+    its id or ``<id>@<attempt>`` (an older attempt still stopping; see
+    ``plinth.services.scheduling``). The hold ends when the claimant is
+    admitted or leaves the queue, or ``SchedulerConfig.reclaim_hold_s`` after
+    ``since`` (the claimant gave up waiting for it).
+    """
+
+    claimant: str
+    group: str
+    victims: tuple[Victim, ...]
+    since: float
+    plan: Mapping[str, Resources] = field(default_factory=dict)
+
+    @property
+    def victim_ids(self) -> tuple[str, ...]:
+        return tuple(v.id for v in self.victims)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything one scheduling cycle looks at. ``now`` in seconds."""
 
@@ -197,3 +243,4 @@ class Snapshot:
     running: tuple[Workload, ...] = ()
     pending: tuple[Workload, ...] = ()
     usage_history: tuple[UsageRecord, ...] = ()
+    reclaim_holds: tuple[ReclaimHold, ...] = ()

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from plinth.scheduler.model import ReclaimHold
+
 
 class Outcome(IntEnum):
     """Result for one pending workload, ordered as in Kueue: ``NO_FIT < PREEMPT < FIT``.
@@ -66,6 +68,9 @@ class Decisions:
     ``outcomes``: pending id -> Outcome. ``reasons``: pending id -> readable
     reason, for every workload that was not admitted. ``phases``: cycle phase
     name -> duration in seconds. ``score(id)`` gives a score breakdown.
+    ``holds``: reclaim holds to record (new, or replacing the claimant's
+    earlier one with more victims). ``released_holds``: claimant id -> why its
+    hold ends (admitted, left the queue, expired).
     """
 
     admissions: list[Admission] = field(default_factory=list)
@@ -74,6 +79,8 @@ class Decisions:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
+    holds: list[ReclaimHold] = field(default_factory=list)
+    released_holds: dict[str, str] = field(default_factory=dict)
     # Breakdowns are built on demand: a cycle over 50,000 pending workloads
     # should not allocate 50,000 objects that nobody reads.
     _score_of: Callable[[str], ScoreBreakdown] | None = field(default=None, repr=False)

@@ -160,6 +160,17 @@ class QuotaLedger:
         self.pool_used = _add(self.pool_used, self._pool_delta(w.group, neg))
         self._add_usage(w.group, w.user, neg, -1)
 
+    def reserve(self, group: str, d: Vec) -> None:
+        """Count ``d`` as used by ``group`` (capacity held for one of its workloads)."""
+        self.pool_used = _add(self.pool_used, self._pool_delta(group, d))
+        self.usage[group] = _add(self.usage[group], d)
+
+    def unreserve(self, group: str, d: Vec) -> None:
+        """Undo :meth:`reserve`."""
+        neg = (-d[0], -d[1], -d[2])
+        self.pool_used = _add(self.pool_used, self._pool_delta(group, neg))
+        self.usage[group] = _add(self.usage[group], neg)
+
     # -- queries -----------------------------------------------------------
 
     def user_cap(self, user: str) -> Vec | None:

@@ -116,7 +116,8 @@ class AdmissionCycle:
             if self._rounds % TRIM_EVERY == 1:
                 self.usage.trim(s, now)
                 usage = self.usage.records()
-            info = build_snapshot(s, self.nodes, now, usage=usage, cache=self.pending_cache)
+            info = build_snapshot(s, self.nodes, now, usage=usage, cache=self.pending_cache,
+                                  heads_per_group=self.policy.queue_heads_per_group)
             self._plan_boundary(info.snapshot)
             self.pending_left = bool(info.snapshot.pending)
             if not self.pending_left:

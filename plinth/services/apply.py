@@ -38,7 +38,7 @@ from plinth.services.auth import hash_token, new_token
 from plinth.services.jobs import replica_demands
 from plinth.services.lifecycle import State, transition
 from plinth.services.replica_env import ReplicaAddress
-from plinth.services.scheduling import SnapshotInfo
+from plinth.services.scheduling import SnapshotInfo, apply_holds
 from plinth.services.workdirs import log_path
 from plinth.store.models import Event, Replica, Token, Workload
 
@@ -254,6 +254,7 @@ def apply_decisions(
     only (``allocate_port``); `grace_s` is the reclaim grace told in the events."""
     events: list[dict[str, Any]] = []
     preempted: list[str] = []
+    apply_holds(s, info, decisions)  # reclaim holds (plinth.scheduler.holds)
     to_stop = apply_preemptions(s, info, decisions.preemptions, now, events, grace_s, preempted)
     admissions = checked_admissions(info, decisions.admissions)[:ADMIT_BATCH]
     more = len(decisions.admissions) > ADMIT_BATCH

@@ -7,7 +7,8 @@
      ├── Unauthorized     401  no or unknown token
      ├── Forbidden        403  authenticated, but not allowed (admin-only action)
      ├── NotFound         404  no such thing, or not visible to the caller
-     └── Conflict         409  clashes with existing state (duplicate name, bad transition)
+     ├── Conflict         409  clashes with existing state (duplicate name, bad transition)
+     └── TooMany          429  over a configured count limit (pending workloads per user/group)
 
 Messages say what to fix; they are shown to users as is.
 """
@@ -22,6 +23,7 @@ __all__ = [
     "Rejected",
     "ServiceError",
     "TooLarge",
+    "TooMany",
     "Unauthorized",
 ]
 
@@ -60,3 +62,7 @@ class NotFound(ServiceError):
 
 class Conflict(ServiceError):
     status = 409
+
+
+class TooMany(ServiceError):
+    status = 429

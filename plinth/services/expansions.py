@@ -1,6 +1,11 @@
 """Time-boxed quota expansions: an admin grants a group or a user extra quota for a
 window; the scheduler counts it while ``start <= now < end``, so it takes effect and
-expires by itself. Rows are kept: expired grants are the history."""
+expires by itself. An admin may revoke one early: its window ends now (who, when and
+why are recorded). Rows are kept: expired and revoked grants are the history.
+
+When an expansion ends (by itself or revoked), work admitted under it keeps running:
+the group then uses more than its nominal quota, so that work counts as borrowing and
+is reclaimable like any borrowed work (docs/scheduling.md)."""
 
 from __future__ import annotations
 
@@ -11,11 +16,18 @@ from sqlalchemy.orm import Session
 
 from plinth.services.audit import record_audit
 from plinth.services.auth import Principal, require_admin, require_unscoped
-from plinth.services.errors import Invalid, NotFound
+from plinth.services.errors import Conflict, Invalid, NotFound
 from plinth.services.specs import ExpansionCreate
 from plinth.store.models import Group, QuotaExpansion, User, utcnow
 
-__all__ = ["ExpansionRow", "grant_expansion", "list_expansions", "owner_ids", "status"]
+__all__ = [
+    "ExpansionRow",
+    "grant_expansion",
+    "list_expansions",
+    "owner_ids",
+    "revoke_expansion",
+    "status",
+]
 
 ExpansionRow = tuple[QuotaExpansion, str | None, str | None]  # row, group name, user name
 
@@ -77,9 +89,40 @@ def list_expansions(
     return [(e, g, u) for e, g, u in session.execute(q)]
 
 
+def revoke_expansion(session: Session, p: Principal, expansion_id: int,
+                     reason: str) -> ExpansionRow:
+    """End an expansion now (admin): from this moment the scheduler no longer counts
+    it, so it admits no new work under it. Conflict when it has already ended."""
+    require_admin(p)
+    row = session.execute(
+        select(QuotaExpansion, Group.name, User.name)
+        .outerjoin(Group, QuotaExpansion.group_id == Group.id)
+        .outerjoin(User, QuotaExpansion.user_id == User.id)
+        .where(QuotaExpansion.id == expansion_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"quota expansion {expansion_id} not found")
+    e, g, u = row
+    if not reason.strip():
+        raise Invalid("reason: say why the expansion is revoked")
+    now = utcnow()
+    if e.revoked_at is not None:
+        raise Conflict(f"quota expansion {expansion_id} was already revoked by {e.revoked_by}")
+    if e.end <= now:
+        raise Conflict(f"quota expansion {expansion_id} has already ended")
+    # The window ends now (a scheduled one never opens): every reader of the window,
+    # the scheduler first, sees it end at once.
+    e.end = max(now, e.start)
+    e.revoked_at, e.revoked_by, e.revoke_reason = now, p.user, reason
+    session.flush()
+    return e, g, u
+
+
 def status(e: QuotaExpansion, now: datetime | None = None) -> str:
-    """``scheduled``, ``active`` or ``expired`` at `now`."""
+    """``scheduled``, ``active``, ``expired`` or ``revoked`` at `now`."""
     now = now or utcnow()
+    if e.revoked_at is not None:
+        return "revoked"
     if now < e.start:
         return "scheduled"
     return "active" if now < e.end else "expired"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -22,6 +24,12 @@ def _get(session: Session, name: str) -> Group:
     return g
 
 
+def _limit(q: Any) -> dict[str, Any] | None:
+    """A borrow or lend limit as stored: only the resources written (a resource left
+    out is not limited; ``0`` written is zero); None: no limit at all."""
+    return None if q is None else q.model_dump(exclude_unset=True)
+
+
 def create_group(session: Session, p: Principal, req: GroupCreate) -> Group:
     """Create a group; Conflict when the name is taken."""
     require_admin(p)
@@ -30,8 +38,8 @@ def create_group(session: Session, p: Principal, req: GroupCreate) -> Group:
     g = Group(
         name=req.name,
         quota=req.quota.model_dump(),
-        borrow_limit=req.borrow_limit.model_dump() if req.borrow_limit else None,
-        lend_limit=req.lend_limit.model_dump() if req.lend_limit else None,
+        borrow_limit=_limit(req.borrow_limit),
+        lend_limit=_limit(req.lend_limit),
         # Only the dimensions given are capped (max_job: {gpu: 8} leaves cpu uncapped).
         max_job=req.max_job.model_dump(exclude_unset=True) if req.max_job else None,
         max_runtime_s=req.max_runtime,
@@ -69,9 +77,9 @@ def update_group(session: Session, p: Principal, name: str, req: GroupPatch) -> 
         # Only the resources given change (``--quota cpu=16`` keeps memory and gpu).
         g.quota = {**(g.quota or {}), **req.quota.model_dump(exclude_unset=True)}
     if "borrow_limit" in req.model_fields_set:
-        g.borrow_limit = req.borrow_limit.model_dump() if req.borrow_limit else None
+        g.borrow_limit = _limit(req.borrow_limit)
     if "lend_limit" in req.model_fields_set:
-        g.lend_limit = req.lend_limit.model_dump() if req.lend_limit else None
+        g.lend_limit = _limit(req.lend_limit)
     if "max_job" in req.model_fields_set:
         g.max_job = req.max_job.model_dump(exclude_unset=True) if req.max_job else None
     if "max_runtime" in req.model_fields_set:

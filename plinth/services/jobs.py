@@ -24,6 +24,7 @@ from plinth.services.errors import Conflict, Forbidden, Invalid, NotFound
 from plinth.services.files import usable_by
 from plinth.services.lifecycle import FINAL, LIVE, InvalidTransition, State, transition
 from plinth.services.specs import CodeFile, CodeGit, JobSpec
+from plinth.services.submit_limits import check_pending_limits, check_user_cap
 from plinth.store.models import Event, Group, Replica, User, Workload, utcnow
 
 __all__ = [
@@ -189,6 +190,9 @@ def _prepare(
         raise Invalid(f"roles: {why}")
     demand = _demand(reps)
     _check_group_caps(group, gname, max_runtime, demand)
+    check_user_cap(session, p.user_id, p.user, demand)
+    check_pending_limits(session, p.user_id, p.user, gid, gname,
+                         cfg.scheduler.max_pending_per_user, cfg.scheduler.max_pending_per_group)
     values: dict[str, Any] = {
         "id": new_workload_id(JOB),
         "kind": JOB,

@@ -13,29 +13,41 @@ stands without learning what others run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from plinth import scheduler as core
 from plinth.executors.base import NodeCapacity
 from plinth.scheduler.cycle import format_duration
-from plinth.services.auth import Principal, require_unscoped
+from plinth.scheduler.tracefile import dump_trace
+from plinth.services.auth import Principal, require_admin, require_unscoped
 from plinth.services.jobs import get_job
 from plinth.services.lifecycle import State
 from plinth.services.scheduling import (
     SnapshotInfo,
     build_snapshot,
+    epoch,
     from_epoch,
+    limit_dict,
     resources_dict,
+    roles_of,
 )
-from plinth.store.models import QuotaExpansion, User, Workload, utcnow
+from plinth.store.models import Group, QuotaExpansion, User, Workload, utcnow
 
-__all__ = ["GroupView", "explain_job", "group_views", "queue_entries", "scheduler_view"]
+__all__ = [
+    "GroupView",
+    "explain_job",
+    "group_views",
+    "history_trace",
+    "queue_entries",
+    "scheduler_view",
+]
 
 _OUTCOME = {core.Outcome.FIT: "fit", core.Outcome.PREEMPT: "preempt", core.Outcome.NO_FIT: "wait"}
 
@@ -48,7 +60,8 @@ def scheduler_view(
     now: datetime | None = None,
 ) -> tuple[SnapshotInfo, core.Decisions]:
     """A snapshot of now and the cycle the scheduler would run on it (nothing applied)."""
-    info = build_snapshot(s, nodes, now or utcnow(), usage=usage)
+    info = build_snapshot(s, nodes, now or utcnow(), usage=usage,
+                          heads_per_group=policy.queue_heads_per_group)
     return info, core.schedule(info.snapshot, policy)
 
 
@@ -125,11 +138,18 @@ def explain_job(
             f"considers it again. Last: {w.reason}"
         )
         return base
-    info = build_snapshot(s, nodes, now, usage=usage, pending_limit=1_000_000)
-    d = core.schedule(info.snapshot, policy)
-    if w.id not in info.pending:  # pragma: no cover - it was pending a moment ago
-        base["text"] = f"job {w.id} is not in the queue any more: {w.reason}"
+    # The very input the control loop's cycle reads: its queue heads per group.
+    info = build_snapshot(s, nodes, now, usage=usage,
+                          heads_per_group=policy.queue_heads_per_group)
+    if w.id not in info.pending:
+        ahead = _ahead_in_group(s, w)
+        base["text"] = (
+            f"job {w.id} is number {ahead + 1} in group {w.spec.get('group', '')}'s queue;"
+            f" each scheduling cycle considers the first {policy.queue_heads_per_group} pending"
+            f" workloads of every group, so it is not considered yet: it moves up as the"
+            f" {ahead} ahead of it start or leave. Last: {w.reason}")
         return base
+    d = core.schedule(info.snapshot, policy)
     b = d.score(w.id)
     base.update(
         position=d.position(w.id),
@@ -139,6 +159,16 @@ def explain_job(
         text=core.explain(info.snapshot, policy, w.id, decisions=d),
     )
     return base
+
+
+def _ahead_in_group(s: Session, w: Workload) -> int:
+    """How many pending workloads of `w`'s group come before it in queue order."""
+    return s.scalar(
+        select(func.count()).select_from(Workload).where(
+            Workload.group_id == w.group_id, Workload.state == State.PENDING.value,
+            or_(Workload.queued_at < w.queued_at,
+                and_(Workload.queued_at == w.queued_at, Workload.id < w.id)))
+    ) or 0
 
 
 @dataclass
@@ -157,7 +187,7 @@ def group_views(
     """Group name -> its view: effective nominal (with active expansions), used,
     borrowed, lent, lendable, guaranteed; per user cap and use; active expansions."""
     now = utcnow()
-    info = build_snapshot(s, nodes, now, pending_limit=0)
+    info = build_snapshot(s, nodes, now, heads_per_group=0)
     want = set(names) if names is not None else None
     usage = core.user_usage(info.snapshot)
     gid_name = {v: k for k, v in info.group_ids.items()}
@@ -169,7 +199,7 @@ def group_views(
         if u.group in out:
             used = usage.get(u.name, core.Resources())
             out[u.group].users[u.name] = {
-                "cap": None if u.cap is None else resources_dict(u.cap),
+                "cap": None if u.cap is None else limit_dict(u.cap),
                 "used": resources_dict(used),
             }
     active = s.scalars(
@@ -188,4 +218,44 @@ def group_views(
             name = gid_name.get(gid) if gid is not None else None
             if name in out:
                 out[name].expansions.append(e)
+    return out
+
+
+def history_trace(
+    s: Session, p: Principal, nodes: Sequence[NodeCapacity], since_s: float
+) -> list[dict[str, Any]]:
+    """The server's recorded history as a scheduler trace (the JSONL objects of
+    ``plinth.scheduler.tracefile``), admins only: a cluster line (the executor's nodes,
+    the groups as they are now), then every workload submitted in the last `since_s`
+    seconds, arrival relative to the first. ``runtime``: how long its last attempt ran
+    (still running: so far; never started: its ``max_runtime``). Work cancelled
+    before it ever started is left out: it asked for nothing."""
+    require_admin(p)
+    now = utcnow()
+    info = build_snapshot(s, nodes, now, heads_per_group=0)
+    cluster = json.loads(next(dump_trace((), info.snapshot.nodes, info.snapshot.groups)))
+    rows = s.execute(
+        select(Workload, Group.name, User.name)
+        .join(Group, Workload.group_id == Group.id).join(User, Workload.user_id == User.id)
+        .where(Workload.created_at >= now - timedelta(seconds=since_s))
+        .order_by(Workload.created_at, Workload.id)
+    ).all()
+    out: list[dict[str, Any]] = [cluster]
+    t0 = epoch(rows[0][0].created_at) if rows else 0.0
+    for seq, (w, group, user) in enumerate(rows, start=1):
+        began = w.started_at or w.admitted_at
+        if began is None and w.state == State.CANCELLED:
+            continue
+        if began is None:
+            runtime = w.max_runtime_s
+        else:
+            runtime = max(0.0, ((w.finished_at or now) - began).total_seconds())
+        out.append({
+            "type": "workload", "id": w.id, "group": group, "user": user,
+            "arrival": epoch(w.created_at) - t0, "runtime": min(runtime, w.max_runtime_s),
+            "max_runtime": w.max_runtime_s, "kind": w.kind, "priority": w.priority,
+            "roles": {r.name: {"replicas": r.replicas, "resources": resources_dict(r.resources)}
+                      for r in roles_of(w.spec)},
+            "seq": seq,
+        })  # fmt: skip
     return out

@@ -26,22 +26,35 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from plinth import scheduler as core
 from plinth.executors.base import NodeCapacity
 from plinth.services.lifecycle import State
-from plinth.store.models import Group, QuotaExpansion, Replica, Reservation, User, Workload
+from plinth.store.models import (
+    Group,
+    QuotaExpansion,
+    ReclaimHold,
+    Replica,
+    Reservation,
+    User,
+    Workload,
+)
 
 __all__ = [
     "LIVE_REPLICA_STATES",
+    "QUEUE_HEADS_PER_GROUP",
     "SNAPSHOT_TABLES",
     "SnapshotInfo",
+    "apply_holds",
     "build_snapshot",
     "epoch",
     "from_epoch",
+    "limit_dict",
     "pending_workload",
+    "queue_heads",
+    "read_holds",
     "resources",
     "resources_dict",
 ]
@@ -50,11 +63,14 @@ LIVE_REPLICA_STATES = ("launching", "running")
 # Submission order as the scheduler's last tie-breaker: increasing in the order
 # workloads are first seen, which is queue order (queued_at, id).
 _SEQ = itertools.count()
-PENDING_SCAN = 1000  # pending workloads given to one cycle (queue head by queue time)
+# Pending workloads of each group given to one cycle (its queue heads, by queue time):
+# the default of ``SchedulerConfig.queue_heads_per_group``.
+QUEUE_HEADS_PER_GROUP = core.SchedulerConfig().queue_heads_per_group
 # The tables a snapshot is read from: unchanged commit counters on these
 # (``Database.versions``) mean a snapshot read before is still what a new read would give.
 SNAPSHOT_TABLES = tuple(
-    m.__tablename__ for m in (Group, User, QuotaExpansion, Reservation, Workload, Replica)
+    m.__tablename__
+    for m in (Group, User, QuotaExpansion, Reservation, Workload, Replica, ReclaimHold)
 )
 
 
@@ -79,12 +95,18 @@ _UNCAPPED = 2**53  # a dimension a cap leaves out is not capped
 
 
 def _cap(q: dict[str, Any]) -> core.Resources:
-    """An admin cap: only the dimensions given are capped."""
+    """An admin cap or limit (``max_job``, a user's ``cap``, ``borrow_limit``,
+    ``lend_limit``): only the dimensions given are capped; ``0`` written is zero."""
     return core.Resources(
         float(q.get("cpu", _UNCAPPED)),
         int(q.get("memory", _UNCAPPED)),
         int(q.get("gpu", _UNCAPPED)),
     )
+
+
+def limit_dict(r: core.Resources) -> dict[str, Any]:
+    """A cap as the core holds it, as stored: only the resources that are capped."""
+    return {k: v for k, v in resources_dict(r).items() if v < _UNCAPPED}
 
 
 def resources_dict(r: core.Resources) -> dict[str, Any]:
@@ -128,9 +150,13 @@ def build_snapshot(
     *,
     usage: Iterable[core.UsageRecord] = (),
     cache: dict[tuple[str, int], core.Workload] | None = None,
-    pending_limit: int = PENDING_SCAN,
+    heads_per_group: int = QUEUE_HEADS_PER_GROUP,
 ) -> SnapshotInfo:
     """Read the cycle's input in transaction `s` (see the module docstring).
+
+    Pending work: the first `heads_per_group` workloads of every group in queue order
+    (fair scanning: one group's backlog never hides another's heads), plus every
+    claimant holding reclaimed capacity.
 
     `cache` keeps pending workloads' scheduler values across cycles, keyed by (id,
     attempt); missing entries are read and added, stale ones trimmed.
@@ -159,8 +185,8 @@ def build_snapshot(
             core.Group(
                 name=g.name,
                 nominal=resources(g.quota),
-                lend_limit=None if g.lend_limit is None else resources(g.lend_limit),
-                borrow_limit=None if g.borrow_limit is None else resources(g.borrow_limit),
+                lend_limit=None if g.lend_limit is None else _cap(g.lend_limit),
+                borrow_limit=None if g.borrow_limit is None else _cap(g.borrow_limit),
                 max_job=None if g.max_job is None else _cap(g.max_job),
                 max_runtime_s=g.max_runtime_s,
                 max_workloads_per_user=g.max_workloads_per_user,
@@ -172,7 +198,7 @@ def build_snapshot(
         uname[u.id] = u.name
         users.append(
             core.User(
-                u.name, gname.get(u.group_id, ""), None if u.cap is None else resources(u.cap)
+                u.name, gname.get(u.group_id, ""), None if u.cap is None else _cap(u.cap)
             )
         )
     expansions = tuple(
@@ -187,6 +213,7 @@ def build_snapshot(
         )
         for e in conn.execute(select(QuotaExpansion).where(QuotaExpansion.end > now))
     )
+    holds = read_holds(conn, gname)
     reservations = tuple(
         core.Reservation(
             id=r.id,
@@ -262,15 +289,7 @@ def build_snapshot(
     # Pending: the queue head's ids in queue order (a narrow indexed scan); each
     # workload's scheduler value is built once per attempt and cached by the caller
     # (it never changes while pending), so a long queue costs little per cycle.
-    head = conn.execute(
-        select(Workload.id, Workload.attempt)
-        .where(
-            Workload.state == State.PENDING.value,
-            or_(Workload.not_before.is_(None), Workload.not_before <= now),
-        )
-        .order_by(Workload.queued_at, Workload.id)
-        .limit(pending_limit)
-    ).all()
+    head = queue_heads(conn, gname, now, heads_per_group, [h.claimant for h in holds])
     cache = {} if cache is None else cache
     missing = [wid for wid, attempt in head if (wid, attempt) not in cache]
     for i in range(0, len(missing), 500):
@@ -290,7 +309,7 @@ def build_snapshot(
         if w is not None:  # None: it changed attempt between the two reads
             pending.append(w)
             info.pending[wid] = attempt
-    if len(cache) > 4 * max(len(head), 1000):
+    if len(cache) > 4 * max(len(head), QUEUE_HEADS_PER_GROUP):
         keep = {(wid, attempt) for wid, attempt in head}
         for k in [k for k in cache if k not in keep]:
             del cache[k]
@@ -306,8 +325,80 @@ def build_snapshot(
         running=tuple(running),
         pending=tuple(pending),
         usage_history=tuple(usage),
+        reclaim_holds=holds,
     )
     return info
+
+
+def queue_heads(
+    conn: Any, group_names: dict[int, str], now: datetime, per_group: int,
+    also: Sequence[str] = (),
+) -> list[tuple[str, int]]:
+    """(id, attempt) of the pending workloads one cycle looks at, in queue order: the
+    first `per_group` of each group (one indexed range scan per group), plus the
+    workloads `also` names that are pending."""
+    ready = (Workload.state == State.PENDING.value,
+             or_(Workload.not_before.is_(None), Workload.not_before <= now))
+    rows: dict[str, tuple[datetime, str, int]] = {}
+    if per_group > 0:
+        for gid in group_names:
+            for r in conn.execute(
+                select(Workload.queued_at, Workload.id, Workload.attempt)
+                .where(Workload.group_id == gid, *ready)
+                .order_by(Workload.queued_at, Workload.id)
+                .limit(per_group)
+            ):  # fmt: skip
+                rows[r.id] = (r.queued_at, r.id, r.attempt)
+    extra = [wid for wid in also if wid not in rows]
+    if extra:
+        for r in conn.execute(
+            select(Workload.queued_at, Workload.id, Workload.attempt)
+            .where(Workload.id.in_(extra), *ready)
+        ):  # fmt: skip
+            rows[r.id] = (r.queued_at, r.id, r.attempt)
+    return [(wid, attempt) for _, wid, attempt in sorted(rows.values())]
+
+
+def read_holds(conn: Any, group_names: dict[int, str]) -> tuple[core.ReclaimHold, ...]:
+    """The recorded reclaim holds as the core's values."""
+    return tuple(
+        core.ReclaimHold(
+            claimant=h.claimant_id,
+            group=group_names.get(h.group_id, ""),
+            victims=tuple(
+                core.Victim(v["id"], {n: resources(q) for n, q in v["usage"].items()})
+                for v in h.victims
+            ),
+            since=epoch(h.since),
+            plan={n: resources(q) for n, q in (h.plan or {}).items()},
+        )
+        for h in conn.execute(select(ReclaimHold))
+    )
+
+
+def apply_holds(s: Session, info: SnapshotInfo, decisions: core.Decisions) -> None:
+    """Write a cycle's reclaim holds in its transaction `s`: delete the released ones,
+    record the new ones (replacing the claimant's earlier hold)."""
+    conn = s.connection()
+    gone = set(decisions.released_holds) | {h.claimant for h in decisions.holds}
+    if gone:
+        conn.execute(delete(ReclaimHold).where(ReclaimHold.claimant_id.in_(sorted(gone))))
+    rows = [
+        {
+            "claimant_id": h.claimant,
+            "group_id": info.group_ids[h.group],
+            "victims": [
+                {"id": v.id, "usage": {n: resources_dict(r) for n, r in v.usage.items()}}
+                for v in h.victims
+            ],
+            "since": from_epoch(h.since),
+            "plan": {n: resources_dict(r) for n, r in h.plan.items()},
+        }
+        for h in decisions.holds
+        if h.group in info.group_ids and h.claimant in info.pending
+    ]
+    if rows:
+        conn.execute(insert(ReclaimHold), rows)
 
 
 def next_boundary(snapshot: core.Snapshot) -> float | None:

@@ -59,5 +59,5 @@ def workload_counts(s: Session) -> dict[str, int]:
 def group_quotas(s: Session, nodes: Sequence[NodeCapacity]) -> list[core.GroupStatus]:
     """Each group's quota picture now: effective nominal, expansion, used, borrowed,
     lent (what ``plinth group list`` shows), from a snapshot without pending work."""
-    info = build_snapshot(s, nodes, utcnow(), pending_limit=0)
+    info = build_snapshot(s, nodes, utcnow(), heads_per_group=0)
     return core.group_status(info.snapshot)

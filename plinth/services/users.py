@@ -46,7 +46,7 @@ def create_user(session: Session, p: Principal, req: UserCreate) -> tuple[User, 
         name=req.name,
         group_id=gid,
         admin=req.admin,
-        cap=req.cap.model_dump() if req.cap else None,
+        cap=req.cap.model_dump(exclude_unset=True) if req.cap else None,
     )
     session.add(u)
     session.flush()

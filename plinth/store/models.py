@@ -37,6 +37,7 @@ __all__ = [
     "Group",
     "JobMetric",
     "QuotaExpansion",
+    "ReclaimHold",
     "Replica",
     "Reservation",
     "Template",
@@ -273,6 +274,26 @@ class QuotaExpansion(Base):
     reason: Mapped[str] = mapped_column(Text)
     granted_by: Mapped[str] = mapped_column(String(63))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A revoked expansion ends at ``revoked_at`` (``end`` is set to it too, so every
+    # reader that looks at the window sees it end); who and why are kept.
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(63))
+    revoke_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ReclaimHold(Base):
+    """Capacity freed by a reclaim's victims, held for the claimant until it is admitted
+    or gives up (``plinth.scheduler.holds``). ``victims``: ``[{"id": workload id,
+    "usage": {node: {"cpu", "memory", "gpu"}}}]`` as each held when preempted;
+    ``plan``: ``{node: {"cpu", "memory", "gpu"}}``, where the claimant fits once they
+    are gone (what is held for it)."""
+
+    __tablename__ = "reclaim_holds"
+    claimant_id: Mapped[str] = mapped_column(ForeignKey("workloads.id"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"))
+    victims: Mapped[list[Any]]
+    plan: Mapped[dict[str, Any]]
+    since: Mapped[datetime]
 
 
 class Reservation(Base):

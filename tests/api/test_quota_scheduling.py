@@ -1,13 +1,16 @@
 """The quota scheduler through the API (real app, SQLite, local executor, real
 processes): expansions take effect and expire by themselves, reservations are kept
-free, the queue's order and visibility, explain, group status, admin and personal caps.
+free, expansions are revoked, the queue's order and visibility, explain, group status,
+admin and personal caps (a resource left out of a cap is not capped).
 
 Every group here may not borrow, and the default group's quota is set to zero, so
-quota alone decides who starts; times are awaited by condition, never slept.
+quota alone decides who starts; times are awaited by condition, never slept, and
+assertions are about the order of events, never about how fast the machine is.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,21 +74,18 @@ def test_expansion_takes_effect_and_expires_by_itself(q: Plinth) -> None:
         "reason": "deadline week"})  # fmt: skip
     assert r.status_code == 201, r.text
     grant = r.json()
-    assert grant["status"] == "scheduled" and grant["granted_by"] == "admin"
-    assert q.job(h, job["id"])["state"] == "pending"
+    assert grant["granted_by"] == "admin"
     done = q.wait(h, job["id"], timeout=30)
     assert done["state"] == "succeeded"
+    # Ordering, not speed: it was admitted only once the window had opened.
     admitted = next(e for e in q.events(h, job["id"]) if e["type"] == "admitted")
     assert datetime.fromisoformat(admitted["time"]) >= start - timedelta(seconds=0.05)
 
-    # A short one that expires while we watch: active, then expired, by itself.
+    # A short one expires by itself: whatever it was when we looked, it ends expired.
     r = q.c.post("/api/v1/quota-expansions", headers=q.admin, json={
         "group": group, "add": {"cpu": 3}, "end": iso(2), "reason": "short"})  # fmt: skip
     short = r.json()
-    assert short["status"] == "active"
-    g = q.c.get(f"/api/v1/groups/{group}", headers=h).json()
-    assert g["status"]["nominal"]["cpu"] == 5 and g["status"]["expansion"]["cpu"] == 4
-    assert {e["id"] for e in g["expansions"]} == {grant["id"], short["id"]}
+    assert short["status"] in ("active", "expired")
     wait_for(
         lambda: all(e["id"] != short["id"] for e in
                     q.c.get("/api/v1/quota-expansions?active=true", headers=h).json()),
@@ -96,6 +96,44 @@ def test_expansion_takes_effect_and_expires_by_itself(q: Plinth) -> None:
     # After expiry the group has 2 cpu again: a 3-cpu job waits.
     big = q.submit(h, {"main": role("print(1)", cpu=3)})
     assert "cpu" in waiting_reason(q, h, big["id"])
+
+
+def test_revoked_expansion_admits_nothing_more_and_its_work_keeps_running(q: Plinth) -> None:
+    h, group, _ = team(q, 1)
+    r = q.c.post("/api/v1/quota-expansions", headers=q.admin, json={
+        "group": group, "add": {"cpu": 2}, "end": iso(3600), "reason": "launch"})  # fmt: skip
+    grant = r.json()
+    g = q.c.get(f"/api/v1/groups/{group}", headers=h).json()
+    assert g["status"]["nominal"]["cpu"] == 3 and g["status"]["expansion"]["cpu"] == 2
+    under = q.submit(h, {"main": role(HOLD, cpu=2)})  # fits only with the expansion
+    q.wait(h, under["id"], {"running"})
+
+    # Members may not revoke; an unknown id is a 404; a reason is required.
+    assert q.c.delete(f"/api/v1/quota-expansions/{grant['id']}?reason=x",
+                      headers=h).status_code == 403  # fmt: skip
+    assert q.c.delete("/api/v1/quota-expansions/999999?reason=x",
+                      headers=q.admin).status_code == 404  # fmt: skip
+    assert q.c.delete(f"/api/v1/quota-expansions/{grant['id']}",
+                      headers=q.admin).status_code == 422  # fmt: skip
+    r = q.c.delete(f"/api/v1/quota-expansions/{grant['id']}?reason=launch%20moved",
+                   headers=q.admin)  # fmt: skip
+    assert r.status_code == 200, r.text
+    revoked = r.json()
+    assert revoked["status"] == "revoked" and revoked["revoked_by"] == "admin"
+    assert revoked["granted_by"] == "admin" and revoked["revoke_reason"] == "launch moved"
+    assert q.c.delete(f"/api/v1/quota-expansions/{grant['id']}?reason=again",
+                      headers=q.admin).status_code == 409  # fmt: skip
+
+    # At once: the group's nominal is 1 cpu again, so a 1-cpu job waits (it would have
+    # fit the expansion), while the work admitted under it keeps running, as borrowing.
+    g = q.c.get(f"/api/v1/groups/{group}", headers=h).json()
+    assert g["status"]["nominal"]["cpu"] == 1 and g["status"]["expansion"]["cpu"] == 0
+    assert g["status"]["borrowed"]["cpu"] == 1
+    after = q.submit(h, {"main": role("print(1)", cpu=1)})
+    assert f"group {group}" in waiting_reason(q, h, after["id"])
+    assert q.job(h, under["id"])["state"] == "running"
+    history = {e["id"]: e for e in q.c.get("/api/v1/quota-expansions", headers=h).json()}
+    assert history[grant["id"]]["status"] == "revoked"
 
 
 def test_expansion_validation(q: Plinth) -> None:
@@ -237,8 +275,55 @@ def test_group_status_caps_and_priority_validation(q: Plinth) -> None:
 
 def test_personal_cap(q: Plinth) -> None:
     _, group, _ = team(q, 4)
-    r = q.c.post("/api/v1/users", json={"name": f"c-{secrets.token_hex(3)}", "group": group,
-                                        "cap": {"cpu": 1}}, headers=q.admin)  # fmt: skip
+    name = f"c-{secrets.token_hex(3)}"
+    r = q.c.post("/api/v1/users", json={"name": name, "group": group, "cap": {"cpu": 1}},
+                 headers=q.admin)  # fmt: skip
     h = {"Authorization": f"Bearer {r.json()['token']}"}
-    job = q.submit(h, {"main": role("print(1)", cpu=2)})
-    assert "personal cap" in waiting_reason(q, h, job["id"])
+    # Only cpu is capped: memory and gpu are not (null), and the user sees it.
+    me = q.c.get(f"/api/v1/users/{name}", headers=h).json()
+    assert me["cap"] == {"cpu": 1.0, "memory": None, "gpu": None}
+    # Over the cap it could never start: refused at submit, naming the cap.
+    r = q.c.post("/api/v1/jobs", json={"name": "t", "roles": {"main": role("1", cpu=2)}},
+                 headers=h)  # fmt: skip
+    assert r.status_code == 422 and f"user {name!r}'s personal cap" in r.text, r.text
+    assert "cpu 2 > 1" in r.text
+    # Within it (memory uncapped), it runs; a second one waits for the first.
+    first = q.submit(h, {"main": role(HOLD, cpu=1)})
+    q.wait(h, first["id"], {"running"})
+    second = q.submit(h, {"main": role("print(1)", cpu=1)})
+    assert "personal cap" in waiting_reason(q, h, second["id"])
+
+
+def test_limits_leave_out_resources_uncapped(q: Plinth) -> None:
+    group = f"g-{secrets.token_hex(3)}"
+    r = q.c.post("/api/v1/groups", headers=q.admin, json={
+        "name": group, "quota": {"cpu": 1, "memory": "1Gi"}, "borrow_limit": {"cpu": 0},
+        "lend_limit": {"gpu": 0}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    g = r.json()
+    # cpu=0 written is zero; memory and gpu left out are not limited.
+    assert g["borrow_limit"] == {"cpu": 0.0, "memory": None, "gpu": None}
+    assert g["lend_limit"] == {"cpu": None, "memory": None, "gpu": 0}
+    r = q.c.patch(f"/api/v1/groups/{group}", json={"borrow_limit": {"memory": "2Gi"}},
+                  headers=q.admin)  # fmt: skip
+    assert r.json()["borrow_limit"] == {"cpu": None, "memory": 2048, "gpu": None}
+
+
+def test_history_is_a_trace_the_simulator_replays(q: Plinth) -> None:
+    from plinth.scheduler import SchedulerConfig
+    from plinth.scheduler.simulation import simulate
+    from plinth.scheduler.tracefile import load_trace
+
+    h, group, _ = team(q, 2)
+    job = q.submit(h, {"main": role("print(1)", replicas=2, cpu=0.5)})
+    q.wait(h, job["id"])
+    assert q.c.get("/api/v1/queue/history", headers=h).status_code == 403  # admins only
+    rows = q.c.get("/api/v1/queue/history?since_s=3600", headers=q.admin).json()
+    assert rows[0]["type"] == "cluster"
+    trace = load_trace(json.dumps(r) for r in rows)
+    assert {n.name for n in trace.nodes} == {"n1"}
+    mine = next(it for it in trace.items if it.workload.id == job["id"])
+    assert mine.workload.group == group and mine.workload.total.cpu == 1
+    assert 0 < mine.actual_s <= mine.workload.max_runtime_s
+    figures = simulate(trace.items, trace.nodes, trace.groups, SchedulerConfig())
+    assert figures["workloads"] == len(trace.items) and figures["never_started"] == 0

@@ -114,8 +114,57 @@ def test_group_caps_and_status(admin_env: dict[str, str]) -> None:
     assert made["user"]["cap"]["cpu"] == 1
     listed = {x["name"]: x for x in plinth_json(["group", "list"], admin_env)}
     assert listed[name]["users"] == [
-        {"name": user, "cap": {"cpu": 1, "memory": 0, "gpu": 0},
+        {"name": user, "cap": {"cpu": 1, "memory": None, "gpu": None},  # not capped
          "used": {"cpu": 0, "memory": 0, "gpu": 0}}
     ]  # fmt: skip
     table = plinth(["group", "list"], admin_env)
     assert table.returncode == 0 and "BORROWED" in table.stdout and name in table.stdout
+
+
+def test_quota_revoke(admin_env: dict[str, str], server: LocalServer) -> None:
+    group, _, env, _ = _team(admin_env, server)
+    e = plinth_json(["quota", "expand", "--group", group, "--add", "cpu=2", "--until", "+1h",
+                     "--reason", "launch"], admin_env)  # fmt: skip
+    r = plinth(["quota", "revoke", str(e["id"]), "--reason", "launch moved"], env)
+    assert r.returncode == 1 and "admin" in r.stderr  # members may not
+    r = plinth(["quota", "revoke", str(e["id"]), "--reason", " "], admin_env)
+    assert r.returncode == 2 and "--reason" in r.stderr
+    out = plinth_json(["quota", "revoke", str(e["id"]), "--reason", "launch moved"], admin_env)
+    assert out["status"] == "revoked" and out["revoked_by"] == "admin"
+    assert out["granted_by"] == "admin" and out["revoke_reason"] == "launch moved"
+    listed = {x["id"]: x for x in plinth_json(["quota", "list"], env)}
+    assert listed[e["id"]]["status"] == "revoked"
+    g = plinth_json(["group", "get", group], env)
+    assert g["status"]["nominal"]["cpu"] == 1 and g["status"]["expansion"]["cpu"] == 0
+    again = plinth(["quota", "revoke", str(e["id"]), "--reason", "x"], admin_env)
+    assert again.returncode == 1 and "already revoked" in again.stderr
+
+
+def test_effective_limits_shown(admin_env: dict[str, str]) -> None:
+    group, user = unique("lim"), unique("lim-user")
+    plinth_json(["group", "create", group, "--quota", "cpu=2,memory=2Gi",
+                 "--borrow-limit", "cpu=1"], admin_env)  # fmt: skip
+    plinth_json(["user", "create", user, "--group", group, "--cap", "cpu=1"], admin_env)
+    u = plinth(["user", "get", user], admin_env)
+    assert "cpu=1 memory=no cap gpu=no cap" in u.stdout, u.stdout
+    assert plinth_json(["user", "get", user], admin_env)["cap"] == {
+        "cpu": 1.0, "memory": None, "gpu": None}
+    g = plinth(["group", "get", group], admin_env)
+    assert "cpu=1 memory=no cap gpu=no cap" in g.stdout, g.stdout
+    assert "none (lends all its idle quota)" in g.stdout
+
+
+def test_simulate_the_servers_history(admin_env: dict[str, str], server: LocalServer,
+                                      tmp_path) -> None:
+    group, _, env, _ = _team(admin_env, server)
+    spec = tmp_path / "job.yaml"
+    spec.write_text(f"name: h\nroles:\n  main:\n    resources: {{cpu: 0.5, memory: 64Mi}}\n"
+                    f"    command: [{sys.executable}, -c, 'print(1)']\n")
+    job = plinth_json(["job", "submit", str(spec), "--wait"], env)
+    assert job["state"] == "succeeded"
+    out = plinth_json(["scheduler", "simulate", "--history", "1h"], admin_env)
+    figures = out["policies"]["default"]
+    assert out["workloads"] >= 1 and figures["never_started"] == 0
+    assert group in figures["wait_p50_s"]
+    r = plinth(["scheduler", "simulate", "--history", "1h"], env)  # members: no history
+    assert r.returncode == 1 and "admin" in r.stderr

@@ -4,6 +4,8 @@ test module (SQLite or PostgreSQL), real HTTP, the real local executor and proce
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,22 @@ class Api:
 def start_server(home: Path, config: dict[str, Any], db_url: str | None = None) -> LocalServer:
     env = {"PLINTH_DATABASE_URL": db_url} if db_url else None
     return LocalServer(home, config=config, admin_token=ADMIN_TOKEN, env=env).start()
+
+
+@contextmanager
+def serving(home: Path, config: dict[str, Any]) -> Iterator[LocalServer]:
+    """A server for a test module; on the way out every live job is cancelled (nothing
+    left behind) and the server stopped."""
+    s = start_server(home, config)
+    admin = Api(s, ADMIN_TOKEN)
+    try:
+        yield s
+    finally:
+        try:
+            cancel_all(admin)
+        finally:
+            admin.close()
+            s.stop()
 
 
 def make_member(admin: Api, server: LocalServer, group: str, user: str, **group_body: Any) -> Api:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ._helpers import ADMIN_TOKEN, Api, cancel_all, make_member, start_server, wait_for
+from ._helpers import ADMIN_TOKEN, Api, make_member, serving, wait_for
 
 GRACE_S = 3.0
 CONFIG = {
@@ -45,16 +45,8 @@ print("released", flush=True)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    s = start_server(tmp_path_factory.mktemp("reclaim-home"), CONFIG)
-    admin = Api(s, ADMIN_TOKEN)
-    try:
+    with serving(tmp_path_factory.mktemp("reclaim-home"), CONFIG) as s:
         yield s
-    finally:
-        try:
-            cancel_all(admin)
-        finally:
-            admin.close()
-            s.stop()
 
 
 def test_borrowed_job_is_preempted_when_lender_needs_its_quota(server, tmp_path: Path) -> None:

@@ -193,10 +193,46 @@ def test_public_surface_is_pinned() -> None:
 
     assert sorted(s.__all__) == sorted([
         "PHASES", "Admission", "Decisions", "Expansion", "Group", "GroupStatus", "Node",
-        "Ordering", "Outcome", "PlacementPolicy", "Preemption", "Reservation", "Resources",
-        "Role", "SchedulerConfig", "ScoreBreakdown", "Snapshot", "UsageRecord", "User",
-        "Weights", "Workload", "config_from_dict", "explain", "group_status", "schedule",
+        "Ordering", "Outcome", "PlacementPolicy", "Preemption", "ReclaimHold", "Reservation",
+        "Resources", "Role", "SchedulerConfig", "ScoreBreakdown", "Snapshot", "UsageRecord",
+        "User", "Victim", "Weights", "Workload", "config_from_dict", "explain", "group_status", "schedule",
         "user_usage",
     ])
     for name in s.__all__:
         assert getattr(s, name) is not None
+
+
+@settings(max_examples=100, deadline=None)
+@given(snapshots())
+def test_capacity_held_for_a_claimant_is_used_by_no_one_else(args) -> None:
+    """A reclaim hold (plinth.scheduler.holds): whatever else is admitted, the plan's
+    capacity on its node stays free for the claimant (or the claimant takes it)."""
+    import dataclasses
+
+    from plinth.scheduler import ReclaimHold
+
+    nodes, groups, users, pending, cfg, _earlier, _res = args
+    if not pending:
+        return
+    s = snapshot(nodes=nodes, groups=groups, users=users, pending=pending)
+    claimant = s.pending[0]
+    n0 = nodes[0].capacity.as_tuple()
+    want = tuple(min(claimant.total_t[k], n0[k]) for k in range(3))
+    plan = {nodes[0].name: res(want[0], want[1] / 1024, int(want[2]))}
+    held = dataclasses.replace(s, reclaim_holds=(ReclaimHold(
+        claimant.id, claimant.group, (), NOW - 1, plan=plan),))
+    d = schedule(held, cfg)
+    if claimant.id in d.admitted_ids:
+        assert d.released_holds == {claimant.id: "its claimant was admitted"}
+        return
+    by_id = {w.id: w for w in s.pending}
+    used = [0.0, 0.0, 0.0]
+    for a in d.admissions:
+        w = by_id[a.workload_id]
+        for role in w.roles:
+            for n in a.placement[role.name]:
+                if n == nodes[0].name:
+                    for k, v in enumerate(role.resources.as_tuple()):
+                        used[k] += v
+    held_amount = plan[nodes[0].name].as_tuple()
+    assert all(used[k] + held_amount[k] <= n0[k] + EPS for k in range(3))

@@ -37,6 +37,7 @@ def test_0002_keeps_0001_data_and_round_trips(
             assert tuple(row) == ("normal", 0, None)
             assert conn.execute(text("SELECT max_job, max_runtime_s FROM groups")).one() == (
                 None, None)  # fmt: skip
+        upgrade(db.engine)  # the ORM models are the newest revision's
         t = datetime.now(UTC)
         with db.session() as s:
             s.add(QuotaExpansion(group_id=1, add={"gpu": 2}, start=t, end=t + timedelta(hours=1),

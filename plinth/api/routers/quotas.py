@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from plinth.api.convert import expansion_out
 from plinth.api.deps import Caller, Ctx
@@ -34,3 +34,19 @@ def list_expansions(
     their own)."""
     with ctx.db.read() as s:
         return [expansion_out(*row) for row in svc.list_expansions(s, p, active_only=active)]
+
+
+@router.delete("/{expansion_id}", response_model=ExpansionOut)
+def revoke_expansion(
+    expansion_id: Annotated[int, Path(ge=1, le=2**62)],
+    p: Caller,
+    ctx: Ctx,
+    reason: Annotated[str, Query(min_length=1, max_length=1000, pattern=r"^[^\x00]*$",
+                                 description="why it is revoked (recorded)")],
+) -> ExpansionOut:
+    """Revoke an expansion (admin): it ends now and admits no new work; work admitted
+    under it keeps running as borrowing and is reclaimable. Recorded with who and why."""
+    with ctx.db.session() as s:
+        out = expansion_out(*svc.revoke_expansion(s, p, expansion_id, reason))
+    ctx.loop.wake()
+    return out

@@ -1,7 +1,7 @@
 """security: named, expiring, revocable tokens; disabled users; audit log; upload grants
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Tokens get a name, an expiry and a revocation time (rows are kept: the list shows
 revoked ones); users can be disabled; ``audit_log`` records who changed quotas,
 expansions, users and tokens, and when; ``file_grants`` ties an uploaded archive to
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0002"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
