@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 DEFAULT_PROFILES = ("criteo_like", "rare_clicks", "dense_engagement")
-DEFAULT_ROWS = 500_000  # per profile, train + test (10% test)
+DEFAULT_ROWS = 200_000  # per profile, train + test (10% test): minutes per profile
 QUICK_ROWS = 6_000
 BASELINE_BUCKETS = 1 << 22
 BASELINE_BATCH = 4096

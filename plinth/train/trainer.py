@@ -15,9 +15,15 @@ for the dense part, then runs:
   :class:`TrainingInterrupted` — ``plinth train local`` calls it on SIGTERM, so a
   preempted job keeps its progress and resumes where it stopped.
 
-One training step: forward -> BCE-with-logits loss (mean over the batch) -> backward ->
-dense ``optimizer.step()`` -> ``model.apply_sparse_gradients()`` (rows go to the tables'
-own optimizers) -> ``table.advance(step)``; TTL eviction runs every
+Before anything else, one pass over the first ``normalize.stats_rows`` training rows learns
+the numeric transforms (:mod:`plinth.data.normalize`) and the base rate; the model starts
+calibrated at it (``CTRModel.calibrate``).
+
+One training step: warm-up scaling of every learning rate (:mod:`plinth.train.stability`)
+-> forward -> BCE-with-logits loss (mean over the batch) -> the divergence guard (raises
+:class:`TrainingDiverged` before anything is applied) -> backward -> dense
+``optimizer.step()`` -> ``model.apply_sparse_gradients()`` (rows go to the tables' own
+optimizers) -> ``table.advance(step)``; TTL eviction runs every
 ``tables.eviction.every_steps`` steps (capacity eviction happens inside the tables).
 
 Checkpoint layout (written to a temporary directory, fsynced, renamed into place, then
