@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +39,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _turns import TurnWorker, serve, take_turns
 
 DEFAULT_PROFILES = ("criteo_like", "rare_clicks", "dense_engagement")
 DEFAULT_ROWS = 200_000  # per profile, train + test (10% test): minutes per profile
@@ -213,87 +214,28 @@ def baseline_run(data: Path) -> _Run:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    """Train when told: each stdin line ``N`` runs N steps and answers one JSON line
-    ``{"done", "samples", "seconds"}``; ``eval`` answers the test metrics."""
+    """Serve the turn-taking protocol of :mod:`_turns` for one model."""
     import warnings
 
     warnings.filterwarnings("ignore", message="Sparse invariant checks")
     data = Path(args.data)
     run = plinth_run(data, args.set or []) if args.worker == "plinth" else baseline_run(data)
-    print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        cmd = line.strip()
-        if cmd == "eval":
-            print(json.dumps(run.evaluate()), flush=True)
-            return 0
-        n_steps, samples, done = int(cmd), 0, False
-        t0 = time.perf_counter()
-        for _ in range(n_steps):
-            batch = next(run.batches, None)
-            if batch is None:
-                done = True
-                break
-            run.step(batch)
-            samples += batch.size
-        print(json.dumps({"done": done, "samples": samples,
-                          "seconds": time.perf_counter() - t0}), flush=True)
-    return 1
+    return serve(run.batches, run.step, run.evaluate)
 
 
-class _Worker:
-    def __init__(self, name: str, data: Path, overrides: list[str]) -> None:
-        cmd = [sys.executable, __file__, "--worker", name, "--data", str(data)]
-        for item in overrides:
-            cmd += ["--set", item]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.name = name
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env=env)
-        self.samples, self.seconds, self.done = 0, 0.0, False
-        self._read()  # ready
-
-    def _read(self) -> dict[str, Any]:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.name} worker exited with {self.proc.wait()}")
-        return json.loads(line)
-
-    def ask(self, cmd: str) -> dict[str, Any]:
-        self.proc.stdin.write(cmd + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def chunk(self, steps: int) -> None:
-        r = self.ask(str(steps))
-        self.samples += r["samples"]
-        self.seconds += r["seconds"]
-        self.done = r["done"]
-
-    def finish(self) -> dict[str, Any]:
-        res = self.ask("eval")
-        self.proc.wait(timeout=60)
-        res.update({"samples_per_s": self.samples / self.seconds if self.seconds else 0.0,
-                    "train_rows": self.samples})
-        return res
+def _worker_command(name: str, data: Path, overrides: list[str]) -> list[str]:
+    cmd = [sys.executable, __file__, "--worker", name, "--data", str(data)]
+    for item in overrides:
+        cmd += ["--set", item]
+    return cmd
 
 
 def run_profile(name: str, data: Path, stats: dict[str, Any], args: argparse.Namespace,
                 ) -> dict[str, Any]:
-    """Both models on one profile's data, taking turns by equal wall time per turn."""
-    workers = {n: _Worker(n, data, args.set or []) for n in ("baseline", "plinth")}
-    # Turns of about equal *samples*: Plinth's batches may be smaller than the baseline's.
-    steps = {"baseline": args.chunk_steps, "plinth": args.chunk_steps}
-    try:
-        while not all(w.done for w in workers.values()):
-            for n, w in workers.items():
-                if not w.done:
-                    w.chunk(steps[n])
-        results = {n: w.finish() for n, w in workers.items()}
-    finally:
-        for w in workers.values():
-            if w.proc.poll() is None:
-                w.proc.kill()
-                w.proc.wait()
+    """Both models on one profile's data, taking turns of ``--chunk-steps`` steps."""
+    workers = {n: TurnWorker(n, _worker_command(n, data, args.set or []), ROOT)
+               for n in ("baseline", "plinth")}
+    results = take_turns(workers, args.chunk_steps)
     p, b = results["plinth"], results["baseline"]
     ratio = p["samples_per_s"] / b["samples_per_s"] if b["samples_per_s"] else 0.0
     return {
