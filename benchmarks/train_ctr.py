@@ -33,9 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +42,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _turns import TurnWorker, take_turns
 
 DIM = 16
 # Adagrad learning rates of the embeddings, each model's best on the default data and
@@ -281,12 +281,10 @@ def baseline_run(data: Path, budget_bytes: int, batch_size: int,
 
 
 def _worker(args: argparse.Namespace) -> int:
-    """Train when told: each stdin line ``N`` runs N steps and answers one JSON line
-    ``{"done", "samples", "seconds"}``; ``eval`` answers the metrics and peak RSS.
-
-    The parent alternates the two models chunk by chunk, so both see the same machine
-    load (this machine is shared) and the throughput ratio is fair."""
+    """Serve the turn-taking protocol of :mod:`_turns` for one model."""
     import warnings
+
+    from _turns import serve
 
     warnings.filterwarnings("ignore", message="Sparse invariant checks")
     data = Path(args.data)
@@ -296,71 +294,17 @@ def _worker(args: argparse.Namespace) -> int:
     else:
         run = baseline_run(data, args.budget_bytes, args.batch_size,
                            lr=args.baseline_sparse_lr)
-    print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        cmd = line.strip()
-        if cmd == "eval":
-            res = run.evaluate()
-            res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-            print(json.dumps(res), flush=True)
-            return 0
-        n_steps, samples, done = int(cmd), 0, False
-        t0 = time.perf_counter()
-        for _ in range(n_steps):
-            batch = next(run.batches, None)
-            if batch is None:
-                done = True
-                break
-            run.step(batch)
-            samples += batch.size
-        print(json.dumps({"done": done, "samples": samples,
-                          "seconds": time.perf_counter() - t0}), flush=True)
-    return 1
+    return serve(run.batches, run.step, run.evaluate)
 
 
-class _Worker:
-    def __init__(self, name: str, data: Path, args: argparse.Namespace, budget_bytes: int) -> None:
-        cmd = [sys.executable, __file__, "--worker", name, "--data", str(data),
-               "--budget-bytes", str(budget_bytes), "--batch-size", str(args.batch_size),
-               "--min-count", str(args.min_count), "--storage-dtype", args.storage_dtype,
-               "--sparse-lr", str(args.sparse_lr),
-               "--baseline-sparse-lr", str(args.baseline_sparse_lr)]
-        if args.no_compete:
-            cmd.append("--no-compete")
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.name = name
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env=env)
-        self.samples, self.seconds, self.done, self.chunks = 0, 0.0, False, []
-        self._read()  # ready
-
-    def _read(self) -> dict[str, Any]:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.name} worker exited with {self.proc.wait()}")
-        return json.loads(line)
-
-    def ask(self, cmd: str) -> dict[str, Any]:
-        self.proc.stdin.write(cmd + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def chunk(self, steps: int) -> None:
-        r = self.ask(str(steps))
-        self.samples += r["samples"]
-        self.seconds += r["seconds"]
-        if r["samples"]:
-            self.chunks.append(r["samples"] / r["seconds"])
-        self.done = r["done"]
-
-    def finish(self) -> dict[str, Any]:
-        res = self.ask("eval")
-        self.proc.wait(timeout=60)
-        res.update({
-            "samples_per_s": self.samples / self.seconds, "rows": self.samples,
-            "median_chunk_samples_per_s": sorted(self.chunks)[len(self.chunks) // 2],
-        })
-        return res
+def _worker_command(name: str, data: Path, args: argparse.Namespace,
+                    budget_bytes: int) -> list[str]:
+    cmd = [sys.executable, __file__, "--worker", name, "--data", str(data),
+           "--budget-bytes", str(budget_bytes), "--batch-size", str(args.batch_size),
+           "--min-count", str(args.min_count), "--storage-dtype", args.storage_dtype,
+           "--sparse-lr", str(args.sparse_lr),
+           "--baseline-sparse-lr", str(args.baseline_sparse_lr)]
+    return cmd + (["--no-compete"] if args.no_compete else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -404,18 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     stats = _generate(data, spec, args.seed)
     gen_s = time.perf_counter() - t0
-    workers = {name: _Worker(name, data, args, budget_bytes) for name in ("baseline", "plinth")}
-    try:
-        while not all(w.done for w in workers.values()):
-            for w in workers.values():
-                if not w.done:
-                    w.chunk(args.chunk_steps)
-        results = {name: w.finish() for name, w in workers.items()}
-    finally:
-        for w in workers.values():
-            if w.proc.poll() is None:
-                w.proc.kill()
-                w.proc.wait()
+    workers = {name: TurnWorker(name, _worker_command(name, data, args, budget_bytes), ROOT)
+               for name in ("baseline", "plinth")}
+    results = take_turns(workers, args.chunk_steps)
     if tmp is not None:
         tmp.cleanup()
     p, b = results["plinth"], results["baseline"]

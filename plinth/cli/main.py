@@ -166,6 +166,9 @@ def whoami(ctx: typer.Context, output: OutputOption = out.Output.table) -> None:
 def train_local(
     config: Annotated[Path, typer.Argument(help="Training config (YAML).")],
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON result.")] = False,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Write an HTML training report (loss, calibration, tables).",
+        metavar="FILE.html")] = None,
 ) -> None:
     """Train a model on this machine from CONFIG, without a server."""
     if not config.is_file():
@@ -179,7 +182,7 @@ def train_local(
         raise PlinthError(
             "this installation has no trainer (plinth.train.cli is missing)"
         ) from None
-    raise typer.Exit(local(config, json_output))
+    raise typer.Exit(local(config, json_output, report))
 
 
 def main() -> None:

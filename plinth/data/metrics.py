@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["auc", "logloss"]
+__all__ = ["auc", "calibration_by_decile", "logloss"]
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -44,3 +44,20 @@ def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
     if y.shape[0] == 0:
         return float("nan")
     return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
+
+
+def calibration_by_decile(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> list[dict]:
+    """Predicted vs observed positive rate in ``bins`` equal-count groups of rising
+    prediction: ``[{"decile", "count", "predicted", "observed"}]`` (rates as fractions).
+    A calibrated model has ``predicted`` close to ``observed`` in every group."""
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    p = np.asarray(probs, dtype=np.float64).reshape(-1)
+    if y.shape != p.shape:
+        raise ValueError(f"labels {y.shape} and probs {p.shape} must have the same length")
+    order = np.argsort(p, kind="mergesort")
+    out = []
+    for i, idx in enumerate(np.array_split(order, bins)):
+        if idx.size:
+            out.append({"decile": i + 1, "count": int(idx.size),
+                        "predicted": float(p[idx].mean()), "observed": float(y[idx].mean())})
+    return out

@@ -8,7 +8,8 @@ Arrow's reading and the compiled hashing release the GIL, so conversion overlaps
 
 Conversion per batch: categorical columns are hashed with their field salt into a KJT
 (nulls -> empty slots; list columns -> one id per element); numeric columns are filled
-and transformed into a float32 ``(B, n_numeric)`` matrix; the label becomes float32.
+and transformed (:mod:`plinth.data.normalize`) into a float32 ``(B, width)`` matrix; the
+label becomes float32.
 
 Position and resume: the reader counts samples *delivered to the consumer* in the current
 epoch. ``state()`` is ``{"epoch": e, "sample": s}``; ``iter_epoch(epoch, start=s)`` skips
@@ -31,7 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from plinth.data.schema import NumericTransform, Schema
+from plinth.data.normalize import Normalizer, as_float
+from plinth.data.schema import Schema
 from plinth.sparse.jagged import Batch, BatchError, KeyedJaggedTensor
 
 __all__ = ["DataError", "ParquetReader", "expand_paths", "table_to_batch"]
@@ -87,8 +89,12 @@ def _dataset_files(directory: Path) -> list[Path] | None:
     return None
 
 
-def table_to_batch(table: pa.Table, schema: Schema, first_sample: int = 0) -> Batch:
-    """Convert ``table`` (holding at least the schema's columns) into a :class:`Batch`."""
+def table_to_batch(table: pa.Table, schema: Schema, first_sample: int = 0,
+                   normalizer: Normalizer | None = None) -> Batch:
+    """Convert ``table`` (holding at least the schema's columns) into a :class:`Batch`.
+
+    Numeric columns go through ``normalizer`` (learned transforms, see
+    :mod:`plinth.data.normalize`); without one, only what the schema declares applies."""
     # Imported here: numba's compiler costs ~200 MB, which sample builds (that import this
     # module for DataError and expand_paths) should not pay.
     from plinth.sparse.hashing import hash_values
@@ -148,23 +154,27 @@ def table_to_batch(table: pa.Table, schema: Schema, first_sample: int = 0) -> Ba
         )
     else:
         kjt = KeyedJaggedTensor.empty([], n)
-    dense = np.empty((n, len(schema.numeric)), dtype=np.float32)
-    for j, f in enumerate(schema.numeric):
-        col = table.column(f.name)
-        if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
-                or pa.types.is_boolean(col.type)):
-            raise DataError(f"numeric column {f.name!r} is {col.type}; it must hold numbers")
-        x = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float32)
-        x = np.where(np.isfinite(x), x, np.float32(f.fill))
-        if f.transform is NumericTransform.LOG1P:
-            x = np.sign(x) * np.log1p(np.abs(x))
-        dense[:, j] = x
+    dense = numeric_input(table, schema, normalizer)
     label_col = table.column(schema.label)
     if label_col.null_count:
         raise DataError(f"label column {schema.label!r} has nulls; drop those rows")
     labels = np.asarray(label_col.to_numpy(zero_copy_only=False), dtype=np.float32)
     sample_ids = np.arange(first_sample, first_sample + n, dtype=np.int64)
     return Batch(kjt, dense, labels, sample_ids)
+
+
+def numeric_input(table: pa.Table, schema: Schema,
+                  normalizer: Normalizer | None = None) -> np.ndarray:
+    """The dense model input ``(B, normalizer.width)`` float32 from the numeric columns."""
+    raw = []
+    for f in schema.numeric:
+        col = table.column(f.name)
+        if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+                or pa.types.is_boolean(col.type) or pa.types.is_null(col.type)):
+            raise DataError(f"numeric column {f.name!r} is {col.type}; it must hold numbers")
+        raw.append(as_float(col))
+    return (normalizer or Normalizer.declared(schema)).transform(raw) if raw else np.empty(
+        (table.num_rows, 0), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -188,6 +198,7 @@ class ParquetReader:
         shuffle_row_groups: bool = False,
         seed: int = 0,
         validate: bool = True,
+        normalizer: Normalizer | None = None,
     ) -> None:
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
@@ -199,6 +210,7 @@ class ParquetReader:
         self.shuffle_row_groups = shuffle_row_groups
         self.seed = seed
         self.validate = validate
+        self.normalizer = normalizer
         self._groups: list[_RowGroup] = []
         for fi, path in enumerate(self.files):
             try:
@@ -286,7 +298,7 @@ class ParquetReader:
             put(e)
 
     def _convert(self, table: pa.Table, pos: int) -> Batch:
-        b = table_to_batch(table, self.schema, pos)
+        b = table_to_batch(table, self.schema, pos, self.normalizer)
         if self.validate:
             try:
                 b.validate()

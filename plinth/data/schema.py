@@ -8,8 +8,9 @@ YAML form (also accepted inline under a training config's ``schema:`` key)::
       - {name: tags, multi: true, pooling: mean}   # list<int|string> column
       - {name: c2, salt: c1}        # share ids (and rows) with c1's vocabulary
     numeric:
-      - n1                          # float column, nulls -> 0
+      - n1                          # float column; transform learned from the data (auto)
       - {name: n2, transform: log1p, fill: 0.0}
+      - {name: n3, transform: none} # the raw value, nulls -> fill (0)
 
 Sample building (``plinth data build``, :mod:`plinth.data.build`) reads more of it::
 
@@ -72,10 +73,18 @@ class Pooling(enum.StrEnum):
 
 
 class NumericTransform(enum.StrEnum):
-    """Element-wise transform applied to a numeric column after filling nulls."""
+    """How a numeric column becomes a model input (see :mod:`plinth.data.normalize`).
 
-    NONE = "none"
+    ``auto`` (the default) learns from the training data whether to take ``log1p`` (for a
+    non-negative heavy-tailed column), then standardises and clips; ``log1p`` always takes
+    it, then standardises and clips; ``standardize`` never takes it; ``none`` feeds the raw
+    value (nulls -> ``fill``) untouched.
+    """
+
+    AUTO = "auto"
     LOG1P = "log1p"  # sign(x) * log(1 + |x|): tames counts and heavy tails
+    STANDARDIZE = "standardize"
+    NONE = "none"
 
 
 @dataclass(frozen=True)
@@ -111,11 +120,13 @@ class CategoricalField:
 
 @dataclass(frozen=True)
 class NumericField:
-    """A numeric column: nulls/NaN become ``fill``, then ``transform`` is applied."""
+    """A numeric column and its ``transform``. ``fill``: the raw value that nulls/NaN/inf
+    stand for; ``None`` (the default) lets the learned transform choose (the column's mean,
+    plus an "is missing" input where the training data has missing values)."""
 
     name: str
-    fill: float = 0.0
-    transform: NumericTransform = NumericTransform.NONE
+    fill: float | None = None
+    transform: NumericTransform = NumericTransform.AUTO
 
 
 class LabelMatch(enum.StrEnum):
@@ -315,16 +326,17 @@ def _numeric(x: Any, i: int) -> NumericField:
             f"allowed: {sorted(allowed)}"
         )
     try:
-        transform = NumericTransform(x.get("transform", "none"))
+        transform = NumericTransform(x.get("transform", "auto"))
     except ValueError:
         raise SchemaError(
             f"schema.numeric[{i}] ({x['name']}): transform must be one of "
             f"{[t.value for t in NumericTransform]}, got {x.get('transform')!r}"
         ) from None
-    fill = x.get("fill", 0.0)
-    if isinstance(fill, bool) or not isinstance(fill, int | float):
+    fill = x.get("fill")
+    if fill is not None and (isinstance(fill, bool) or not isinstance(fill, int | float)):
         raise SchemaError(f"schema.numeric[{i}] ({x['name']}): fill must be a number")
-    return NumericField(name=x["name"], fill=float(fill), transform=transform)
+    return NumericField(name=x["name"], fill=None if fill is None else float(fill),
+                        transform=transform)
 
 
 # --- build-side extensions: labels, weights, bucketized and crossed fields ---------------

@@ -47,9 +47,52 @@ import yaml
 from plinth.data.metrics import auc, logloss
 from plinth.sparse.hashing import hash_ints
 
-__all__ = ["SyntheticSpec", "default_cardinalities", "generate", "main"]
+__all__ = ["PROFILES", "SyntheticSpec", "default_cardinalities", "generate", "log_cardinalities",
+           "main", "profile"]
 
 _CHUNK = 131_072  # generation unit; fixed so the data does not depend on file sizes
+
+
+def log_cardinalities(n_fields: int, lo: int, hi: int) -> tuple[int, ...]:
+    """``n_fields`` cardinalities log-spaced from ``lo`` to ``hi`` (both included)."""
+    if n_fields <= 0:
+        return ()
+    return tuple(round(c) for c in np.geomspace(lo, hi, n_fields))
+
+
+# Named profiles that look like real click logs: raw heavy-tailed counts with no transform
+# declared, low positive rates, 20-40 fields with cardinalities from 10 to 10M, multi-valued
+# fields, missing values. ``profile(name, rows)`` builds the spec; stats.json of the
+# generated data holds its Bayes-optimal AUC.
+PROFILES: dict[str, dict[str, Any]] = {
+    # The issue's log: 25 categorical fields (10 .. 5M), 13 raw counts, ~4% positives.
+    "criteo_like": {
+        "cardinalities": log_cardinalities(25, 10, 5_000_000), "multi_fields": 0,
+        "numeric": 13, "base_ctr": 0.04, "interactions": 12, "signal": 0.6, "zipf": 1.1,
+        "numeric_missing": 0.05,
+    },
+    # Rare positives (1%), very high cardinalities (up to 10M), two multi-valued fields.
+    "rare_clicks": {
+        "cardinalities": log_cardinalities(20, 10, 10_000_000), "multi_fields": 2,
+        "multi_cardinality": 50_000, "multi_mean_length": 4.0, "numeric": 6,
+        "base_ctr": 0.01, "interactions": 10, "signal": 0.7, "zipf": 1.05,
+        "numeric_missing": 0.02,
+    },
+    # An app-install-like log: 20% positives, many missing numerics, three list fields.
+    "dense_engagement": {
+        "cardinalities": log_cardinalities(16, 10, 1_000_000), "multi_fields": 3,
+        "multi_cardinality": 20_000, "numeric": 8, "base_ctr": 0.2, "interactions": 8,
+        "signal": 0.9, "zipf": 1.2, "numeric_missing": 0.3,
+    },
+}
+
+
+def profile(name: str, rows: int, seed: int = 0, **over: Any) -> SyntheticSpec:
+    """The spec of profile ``name`` (see :data:`PROFILES`) with ``rows`` rows."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    return SyntheticSpec(rows=rows, seed=seed, raw_counts=True, declare_log1p=False,
+                         **{**PROFILES[name], **over})
 
 
 def default_cardinalities(n_fields: int, total: int) -> tuple[int, ...]:
@@ -80,6 +123,11 @@ class SyntheticSpec:
     seed: int = 0
     rows_per_file: int = 1_000_000
     row_group_size: int = 65_536
+    # Realistic numerics: raw heavy-tailed counts (integers up to several thousand, many
+    # zeros) instead of log-normal floats, and no transform declared in the schema.
+    raw_counts: bool = False
+    numeric_missing: float = 0.0  # share of numeric values written as null
+    declare_log1p: bool = True  # schema says `transform: log1p` (the old default)
 
     def validate(self) -> None:
         """Raise ValueError naming the bad setting."""
@@ -97,6 +145,8 @@ class SyntheticSpec:
             raise ValueError(f"zipf exponent must be > 0, got {self.zipf}")
         if self.multi_fields and (self.multi_cardinality < 1 or self.multi_mean_length < 1):
             raise ValueError("multi_cardinality and multi_mean_length must be >= 1")
+        if not 0 <= self.numeric_missing < 1:
+            raise ValueError(f"numeric_missing must be in [0, 1), got {self.numeric_missing}")
 
 
 class _Planted:
@@ -114,6 +164,8 @@ class _Planted:
         self.pairs = [pairs[int(p)] for p in chosen]
         self.pair_scale = rng.uniform(0.2, 0.5, size=n_pairs) * spec.signal
         self.beta = rng.normal(0.0, 0.4, size=spec.numeric) * spec.signal
+        self.count_mu = rng.uniform(0.5, 3.0, size=spec.numeric)
+        self.count_s = rng.uniform(0.8, 1.6, size=spec.numeric)
         self.bias = 0.0
         self.bias = self._calibrate_bias()
 
@@ -157,7 +209,16 @@ class _Planted:
         for q in range(spec.numeric):
             z = rng.standard_normal(n)
             logit += self.beta[q] * np.tanh(z)
-            cols[f"n{q + 1}"] = np.exp(z + 1.0).astype(np.float32)
+            if spec.raw_counts:
+                # A count whose log is the latent: floor(exp(mu + s z)) - 1, clipped at 0 —
+                # many zeros, a long right tail up to several thousand.
+                raw = np.maximum(np.floor(np.exp(self.count_mu[q] + self.count_s[q] * z)) - 1, 0)
+            else:
+                raw = np.exp(z + 1.0)
+            col = pa.array(raw.astype(np.float32))
+            if spec.numeric_missing:
+                col = pa.array(raw.astype(np.float32), mask=rng.random(n) < spec.numeric_missing)
+            cols[f"n{q + 1}"] = col
         return cols, logit
 
     def _calibrate_bias(self) -> float:
@@ -192,7 +253,8 @@ def _schema_dict(spec: SyntheticSpec) -> dict[str, Any]:
         "label": "label",
         "categorical": [f"c{f + 1}" for f in range(len(spec.cardinalities))]
         + [{"name": f"m{m + 1}", "multi": True, "pooling": "mean"} for m in range(spec.multi_fields)],
-        "numeric": [{"name": f"n{q + 1}", "transform": "log1p"} for q in range(spec.numeric)],
+        "numeric": [{"name": f"n{q + 1}", "transform": "log1p"} if spec.declare_log1p
+                    else f"n{q + 1}" for q in range(spec.numeric)],
     }
 
 
@@ -286,6 +348,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Generate a synthetic CTR data set with a known Bayes-optimal AUC.",
     )
     ap.add_argument("--rows", type=int, default=100_000, help="total rows (train + test)")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                    help="a realistic log profile (overrides the field options below)")
     ap.add_argument("--out", type=Path, required=True, help="output directory")
     ap.add_argument("--categorical", type=int, default=8, help="number of single-id fields")
     ap.add_argument("--cardinality-total", type=int, default=100_000,
@@ -310,16 +374,19 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
     a = _parse_args(argv)
     try:
-        if a.cardinalities:
-            cards = tuple(int(x) for x in a.cardinalities.split(",") if x.strip())
+        if a.profile:
+            spec = profile(a.profile, a.rows, a.seed, test_fraction=a.test_fraction)
         else:
-            cards = default_cardinalities(a.categorical, a.cardinality_total)
-        spec = SyntheticSpec(
-            rows=a.rows, cardinalities=cards, multi_fields=a.multi,
-            multi_cardinality=a.multi_cardinality, multi_mean_length=a.multi_mean_length,
-            numeric=a.numeric, zipf=a.zipf, interactions=a.interactions, signal=a.signal,
-            base_ctr=a.base_ctr, test_fraction=a.test_fraction, seed=a.seed,
-        )
+            if a.cardinalities:
+                cards = tuple(int(x) for x in a.cardinalities.split(",") if x.strip())
+            else:
+                cards = default_cardinalities(a.categorical, a.cardinality_total)
+            spec = SyntheticSpec(
+                rows=a.rows, cardinalities=cards, multi_fields=a.multi,
+                multi_cardinality=a.multi_cardinality, multi_mean_length=a.multi_mean_length,
+                numeric=a.numeric, zipf=a.zipf, interactions=a.interactions, signal=a.signal,
+                base_ctr=a.base_ctr, test_fraction=a.test_fraction, seed=a.seed,
+            )
         stats = generate(spec, a.out)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

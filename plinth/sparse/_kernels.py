@@ -401,7 +401,7 @@ RMASK = RING - 1  # ring positions by mask: indices are never negative there
 @numba.njit(cache=True, nogil=True)
 def pull_eval(ids: np.ndarray, out: np.ndarray, sn: np.ndarray, so: np.ndarray, bt: np.ndarray,
               shift: np.int64, dim: np.int64, half: bool, seed: np.uint64,
-              std: np.float32) -> None:
+              std: np.ndarray) -> None:
     """Read-only gather: stored rows, the initializer's value for absent ids."""
     tmp = np.empty(dim, dtype=np.float32)
     hs = np.empty(RING, dtype=np.int64)
@@ -433,7 +433,8 @@ def pull_eval(ids: np.ndarray, out: np.ndarray, sn: np.ndarray, so: np.ndarray, 
             if r >= 0:
                 _read_values(bt, r, shift, dim, half, out, k)
             else:
-                normal_init(seed, ids[k], std, tmp)
+                normal_init(seed, ids[k], np.float32(1.0), tmp)
+                tmp *= std
                 for jj in range(dim):
                     out[k, jj] = half_to_f32(f32_to_half(tmp[jj])) if half else tmp[jj]
 
@@ -442,7 +443,7 @@ def pull_eval(ids: np.ndarray, out: np.ndarray, sn: np.ndarray, so: np.ndarray, 
 def pull_train(ids: np.ndarray, out: np.ndarray, start: np.int64, room: np.int64,
                sn: np.ndarray, so: np.ndarray, hdr: np.ndarray, bt: np.ndarray,
                free: np.ndarray, shift: np.int64, dim: np.int64, sw: np.int64, half: bool,
-               seed: np.uint64, std: np.float32, state0: np.ndarray, min_count: np.int64,
+               seed: np.uint64, std: np.ndarray, state0: np.ndarray, min_count: np.int64,
                sketch: np.ndarray, sketch_seed: np.uint64, prob: np.float64, step: np.int64,
                tnow: np.float32, seed_count: bool) -> np.int64:
     """Gather rows of ``ids[start:]``, counting unseen ids in the sketch and creating rows
@@ -497,7 +498,8 @@ def pull_train(ids: np.ndarray, out: np.ndarray, start: np.int64, room: np.int64
                 est = np.int64(0)
                 if min_count > 1 or seed_count:
                     est = sketch_add(sketch, sketch_seed, key)
-                normal_init(seed, key, std, tmp)
+                normal_init(seed, key, np.float32(1.0), tmp)
+                tmp *= std
                 if half:
                     for jj in range(dim):
                         tmp[jj] = half_to_f32(f32_to_half(tmp[jj]))

@@ -213,6 +213,8 @@ class TableConfig:
     ``init_std``: a row that does not exist reads as ``normal(seed, id) * init_std`` — a
     deterministic function of (seed, id), so an id that is not admitted always reads the same
     value and takes no memory, and a row created later starts from exactly that value.
+    ``zero_init_columns``: that many trailing columns start at exactly 0 instead (a
+    first-order weight riding in an embedding row, so a model starts at its bias).
     ``storage_dtype``: ``"float32"`` or ``"float16"`` (values stored in half precision, all
     math in float32; optimizer state stays float32).
     """
@@ -221,6 +223,7 @@ class TableConfig:
     dim: int
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     init_std: float = 0.01
+    zero_init_columns: int = 0
     admission: Admission = field(default_factory=Admission)
     eviction: Eviction = field(default_factory=Eviction)
     storage_dtype: StorageDType = StorageDType.FLOAT32
@@ -254,6 +257,10 @@ class TableConfig:
                              f"and eviction.policy 'lfu' (it compares newcomers with the "
                              f"rows an LFU cap evicts); set both or drop compete")
         _positive(self.init_std, f"table {self.name!r}: init_std", allow_zero=True)
+        z = self.zero_init_columns
+        if not isinstance(z, int) or isinstance(z, bool) or not 0 <= z <= self.dim:
+            raise ValueError(f"table {self.name!r}: zero_init_columns must be an integer in "
+                             f"0..dim ({self.dim}), got {z!r}")
         object.__setattr__(self, "storage_dtype",
                            _enum(StorageDType, self.storage_dtype,
                                  f"table {self.name!r}: storage_dtype"))

@@ -207,7 +207,9 @@ class EmbeddingTable:
         self._hp = hyperparameters(opt)
         self._state0 = initial_state(opt, self._dim)
         self._seed = np.uint64(config.seed) ^ np.uint64(_INIT_SALT)
-        self._std = np.float32(config.init_std)
+        # Per-column initializer scale: the last ``zero_init_columns`` start at exactly 0.
+        self._std = np.full(self._dim, config.init_std, dtype=np.float32)
+        self._std[self._dim - config.zero_init_columns:] = 0.0
         # Blocks of about 4 MiB of values (65,536 rows at dim 16): large enough for huge
         # pages and a tiny block table; the untouched tail of the last block is not resident.
         rows_4mib = (4 << 20) // self._row_vbytes
@@ -532,6 +534,11 @@ class EmbeddingTable:
                                     self._shift, self._free, status))
         self._note_evicted(ids[status == 1])
         return removed
+
+    def set_lr_scale(self, scale: float) -> None:
+        """Multiply the optimizer's learning rate (FTRL: ``alpha``) by ``scale`` for the
+        following pushes (a trainer's warm-up); 1.0 restores the configured rate."""
+        self._hp[0] = hyperparameters(self._cfg.optimizer)[0] * float(scale)
 
     # ------------------------------------------------------------------ clock / eviction
 

@@ -32,6 +32,8 @@ __all__ = [
     "DataConfig",
     "DenseOptimizerConfig",
     "ExportConfig",
+    "GuardConfig",
+    "NormalizeConfig",
     "TablesConfig",
     "TrainConfig",
     "load_config",
@@ -59,7 +61,7 @@ class SparseOptimizer(_Strict):
     """In-table optimizer (see plinth.sparse.config.OptimizerConfig)."""
 
     kind: Literal["sgd", "adagrad", "ftrl", "adam"] = "adagrad"
-    lr: float = Field(0.05, gt=0)
+    lr: float = Field(0.01, gt=0)  # measured: docs/training.md, "Defaults and the sweep"
     eps: float | None = Field(None, gt=0)
     initial_accumulator: float = Field(0.0, ge=0)
     alpha: float | None = Field(None, gt=0)
@@ -131,6 +133,24 @@ class CheckpointConfig(_Strict):
     resume: bool = True
 
 
+class NormalizeConfig(_Strict):
+    """How numeric transforms are learned (see plinth.data.normalize)."""
+
+    stats_rows: int = Field(100_000, ge=1, description="training rows read to learn them")
+    clip: float = Field(5.0, gt=0, description="standardised values are clipped to +-clip")
+
+
+class GuardConfig(_Strict):
+    """Stops a diverging run (plinth.train.stability): a non-finite loss at once, or a moving
+    average of the loss above ``explode_factor`` times the base-rate loss (the loss of
+    predicting the base rate, where a calibrated start begins) once ``min_steps`` steps
+    have been seen."""
+
+    enabled: bool = True
+    explode_factor: float = Field(3.0, gt=1)
+    min_steps: int = Field(20, ge=1, description="steps before the smoothed loss is judged")
+
+
 class ExportConfig(_Strict):
     """Model package at the end (``<output_dir>/model``); deltas every N steps."""
 
@@ -151,7 +171,10 @@ class TrainConfig(_Strict):
     bottom: list[int] = Field(default_factory=lambda: [64])
     tables: TablesConfig = TablesConfig()
     dense_optimizer: DenseOptimizerConfig = DenseOptimizerConfig()
-    batch_size: int = Field(1024, ge=1, le=1 << 20)
+    warmup_steps: int = Field(20, ge=0, description="learning rates ramp up linearly")
+    normalize: NormalizeConfig = NormalizeConfig()
+    guard: GuardConfig = GuardConfig()
+    batch_size: int = Field(4096, ge=1, le=1 << 20)
     eval_batch_size: int | None = Field(None, ge=1)
     epochs: int = Field(1, ge=1)
     seed: int = Field(0, ge=0)

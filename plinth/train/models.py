@@ -20,6 +20,7 @@ PyTorch, trained by a torch optimizer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -77,6 +78,35 @@ class CTRModel(nn.Module):
         self.n_fields = len(embedding.features) if embedding is not None else 0
         self.dim = embedding.dim - int(self.fused_linear) if embedding is not None else 0
 
+    def output_layers(self) -> list[nn.Linear]:
+        """The layers whose outputs add up to the logit (besides the sparse first-order
+        term): an MLP's last layer, a linear term over the dense features."""
+        mlp = getattr(self, "mlp", None)
+        return [mlp[-1]] if isinstance(mlp, nn.Sequential) else []
+
+    def output_biases(self) -> list[torch.Tensor]:
+        """The additive output biases; the first is the model's own."""
+        return [m.bias for m in self.output_layers() if m.bias is not None]
+
+    @torch.no_grad()
+    def calibrate(self, base_rate: float) -> None:
+        """Calibrated start: every prediction starts at the base rate.
+
+        The first output bias gets the base rate's log-odds ``log(p / (1 - p))``; the other
+        biases and the output layers' weights start at zero (the sparse first-order
+        weights do too, see ``zero_init_columns``), so the first steps see the base rate —
+        no saturated sigmoid on a 1% positive rate — and the gradient reaches the output
+        layers first, then the layers below them.
+        """
+        p = min(max(float(base_rate), 1e-6), 1.0 - 1e-6)
+        for m in self.output_layers():
+            m.weight.zero_()
+        biases = self.output_biases()
+        for b in biases:
+            b.zero_()
+        if biases:
+            biases[0].fill_(math.log(p / (1.0 - p)))
+
     def sparse_modules(self) -> list[SparseEmbedding]:
         return [m for m in (self.embedding, self.linear) if m is not None]
 
@@ -107,8 +137,14 @@ class LR(CTRModel):
 
     def __init__(self, embedding, linear, n_dense, fused_linear=False, **_: object) -> None:
         super().__init__(embedding, linear, n_dense, fused_linear)
-        self.dense_linear = nn.Linear(n_dense, 1) if n_dense else None
+        self.dense_linear = nn.Linear(n_dense, 1, bias=False) if n_dense else None
         self.bias = nn.Parameter(torch.zeros(1))
+
+    def output_layers(self) -> list[nn.Linear]:
+        return [*super().output_layers(), *([self.dense_linear] if self.dense_linear is not None else [])]
+
+    def output_biases(self) -> list[torch.Tensor]:
+        return [self.bias, *super().output_biases()]
 
     def _first_order(self, dense: torch.Tensor, first: torch.Tensor | None) -> torch.Tensor:
         out = self.bias.expand(dense.shape[0])
@@ -196,13 +232,18 @@ class DLRM(CTRModel):
         self, embedding, linear, n_dense, hidden=(256, 128), dropout=0.0, bottom=(64,), **kw
     ) -> None:
         super().__init__(embedding, None, n_dense)
-        self.bottom = _mlp(n_dense, bottom, 0.0, n_out=self.dim) if n_dense else None
+        # As in the reference DLRM, every bottom layer ends in a ReLU, the last one too.
+        self.bottom = (nn.Sequential(*_mlp(n_dense, bottom, 0.0, n_out=self.dim), nn.ReLU())
+                       if n_dense else None)
         n_vec = self.n_fields + (1 if n_dense else 0)
         n_pairs = n_vec * (n_vec - 1) // 2
         rows, cols = torch.triu_indices(n_vec, n_vec, offset=1)
         self.register_buffer("_rows", rows, persistent=False)
         self.register_buffer("_cols", cols, persistent=False)
         self.top = _mlp(n_pairs + (self.dim if n_dense else 0), hidden, dropout)
+
+    def output_layers(self) -> list[nn.Linear]:
+        return [self.top[-1]]
 
     def logits(self, emb, dense, first):
         vecs = emb

@@ -4,8 +4,10 @@ A package is a directory, written to a temporary sibling and renamed into place:
 
     model/
       model.json         format, architecture (model, embedding_dim, hidden, ...), feature
-                         schema, which table each field reads, table configs and row counts,
-                         metadata (step, samples seen, test metrics, versions, time)
+                         schema, the learned numeric transforms (``normalizer``, see
+                         plinth.data.normalize), which table each field reads, table
+                         configs and row counts, metadata (step, samples seen, test
+                         metrics and calibration, base rate, versions, time)
       dense.pt           the dense weights: ``model.state_dict()`` (tensors only)
       tables/<name>.npz  admitted rows: ``ids`` int64 (n,), ``values`` (n, dim)
 
@@ -43,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from plinth.data.normalize import Normalizer
 from plinth.data.schema import Schema
 from plinth.sparse.config import TableConfig
 from plinth.sparse.jagged import Batch
@@ -95,7 +98,7 @@ def _architecture(trainer: Trainer) -> dict[str, Any]:
     return {
         "model": c.model, "embedding_dim": c.embedding_dim, "hidden": list(c.hidden),
         "dropout": c.dropout, "cross_layers": c.cross_layers, "bottom": list(c.bottom),
-        "n_dense": len(c.schema.numeric), "fused_linear": trainer.model.fused_linear,
+        "n_dense": trainer.normalizer.width, "fused_linear": trainer.model.fused_linear,
     }
 
 
@@ -130,12 +133,15 @@ def export_package(trainer: Trainer, out: Path, metrics: Mapping[str, Any] | Non
         "format": FORMAT,
         "architecture": _architecture(trainer),
         "schema": trainer.cfg.schema.to_dict(),
+        "normalizer": trainer.normalizer.to_dict(),
         "features": _features(trainer),
         "tables": tables_meta,
         "metadata": {
             "step": trainer.step,
             "samples_seen": trainer.samples_seen,
             "metrics": clean_metrics,
+            "calibration": (metrics or {}).get("calibration"),
+            "base_rate": trainer.base_rate,
             "created_at": time.time(),
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -199,6 +205,10 @@ class ModelPackage:
                  model: CTRModel) -> None:
         self.manifest = manifest
         self.schema = Schema.from_dict(manifest["schema"])
+        # Learned numeric transforms travel in the package; a package written before them
+        # applies what its schema declares, as its trainer did.
+        self.normalizer = (Normalizer.from_dict(manifest["normalizer"])
+                           if "normalizer" in manifest else Normalizer.declared(self.schema))
         self.tables = tables
         self.model = model.eval()
         self.delta_seq = 0
@@ -265,13 +275,16 @@ class ModelPackage:
         if self.schema.label not in table.column_names:
             table = table.append_column(self.schema.label, pa.array(np.zeros(table.num_rows,
                                                                              np.float32)))
-        batch = table_to_batch(table, self.schema)
+        batch = table_to_batch(table, self.schema, normalizer=self.normalizer)
         batch.validate()
         return self.predict_batch(batch)
 
     def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Probabilities for feature dicts (``{"c1": 123, "tags": [1, 2], "n1": 0.5}``);
-        a missing key is a null (empty categorical slot, or the numeric ``fill``)."""
+        a missing key is a null (empty categorical slot; a missing numeric value, which the
+        package's learned transform fills exactly as in training).
+
+        This is the one place where raw records become predictions: serving calls it."""
         cols: dict[str, pa.Array] = {}
         for f in self.schema.categorical:
             vals = [r.get(f.name) for r in records]

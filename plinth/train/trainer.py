@@ -15,9 +15,15 @@ for the dense part, then runs:
   :class:`TrainingInterrupted` — ``plinth train local`` calls it on SIGTERM, so a
   preempted job keeps its progress and resumes where it stopped.
 
-One training step: forward -> BCE-with-logits loss (mean over the batch) -> backward ->
-dense ``optimizer.step()`` -> ``model.apply_sparse_gradients()`` (rows go to the tables'
-own optimizers) -> ``table.advance(step)``; TTL eviction runs every
+Before anything else, one pass over the first ``normalize.stats_rows`` training rows learns
+the numeric transforms (:mod:`plinth.data.normalize`) and the base rate; the model starts
+calibrated at it (``CTRModel.calibrate``).
+
+One training step: warm-up scaling of every learning rate (:mod:`plinth.train.stability`)
+-> forward -> BCE-with-logits loss (mean over the batch) -> the divergence guard (raises
+:class:`TrainingDiverged` before anything is applied) -> backward -> dense
+``optimizer.step()`` -> ``model.apply_sparse_gradients()`` (rows go to the tables' own
+optimizers) -> ``table.advance(step)``; TTL eviction runs every
 ``tables.eviction.every_steps`` steps (capacity eviction happens inside the tables).
 
 Checkpoint layout (written to a temporary directory, fsynced, renamed into place, then
@@ -48,7 +54,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from plinth.data.metrics import auc, logloss
+from plinth.data.metrics import auc, calibration_by_decile, logloss
+from plinth.data.normalize import Normalizer, fit_normalizer
 from plinth.data.reader import ParquetReader
 from plinth.sparse.config import Admission, Eviction, OptimizerConfig, TableConfig
 from plinth.sparse.jagged import Batch
@@ -57,9 +64,11 @@ from plinth.sparse.table import EmbeddingTable
 from plinth.train.config import ConfigError, TrainConfig
 from plinth.train.models import CTRModel, build_model, needs_embedding, needs_linear
 from plinth.train.package import export_delta, export_package
+from plinth.train.stability import DivergenceGuard, base_rate_logloss, warmup_scale
 
 __all__ = [
     "Trainer",
+    "TrainingDiverged",
     "TrainingInterrupted",
     "build_ctr_model",
     "build_table_configs",
@@ -73,6 +82,15 @@ class TrainingInterrupted(Exception):
     def __init__(self, checkpoint: Path, step: int) -> None:
         super().__init__(f"training stopped at step {step}; checkpoint {checkpoint}")
         self.checkpoint, self.step = checkpoint, step
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or exploded; the message names the settings to change. Nothing
+    of the diverged step was applied and no checkpoint was written after it."""
+
+    def __init__(self, message: str, step: int, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.step, self.checkpoint = step, checkpoint
+
 
 # Config keys that fix the shapes of what a checkpoint holds: a resume with other values
 # would fail deep inside load_state_dict, so it is refused up front with a clear message.
@@ -107,22 +125,24 @@ def build_table_configs(
     features: dict[str, list[FeatureSpec]] = {}
     groups = []
     fused = fuses_linear(cfg)
+    # First-order weights start at zero, as in LR/FTRL practice: fused, as the table's last
+    # column (zero_init_columns=1); separate, as a table initialised to zero.
     if needs_embedding(cfg.model):
         dim = cfg.embedding_dim + (1 if fused else 0)
-        groups.append(("embedding", "emb", dim, _opt(t.optimizer), t.init_std))
+        groups.append(("embedding", "emb", dim, _opt(t.optimizer), t.init_std, int(fused)))
     if needs_linear(cfg.model) and not fused:
-        # First-order weights start at zero, as in LR/FTRL practice.
         lin_opt = t.linear_optimizer if t.linear_optimizer is not None else t.optimizer
-        groups.append(("linear", "linear", 1, _opt(lin_opt), 0.0))
+        groups.append(("linear", "linear", 1, _opt(lin_opt), 0.0, 0))
     seed = cfg.seed * 1000
-    for module, prefix, dim, opt, init_std in groups:
+    for module, prefix, dim, opt, init_std, zero_cols in groups:
         specs = []
         for f in cfg.schema.categorical:
             name = prefix if t.sharing == "shared" else f"{prefix}.{f.name}"
             if name not in tables:
                 seed += 1
                 tables[name] = TableConfig(
-                    name=name, dim=dim, optimizer=opt, init_std=init_std, admission=adm,
+                    name=name, dim=dim, optimizer=opt, init_std=init_std,
+                    zero_init_columns=zero_cols, admission=adm,
                     eviction=evict, storage_dtype=t.storage_dtype, seed=seed,
                 )
             specs.append(FeatureSpec(f.name, name, f.pooling.value))
@@ -142,8 +162,12 @@ def build_ctr_model(
     cfg: TrainConfig,
     tables: dict[str, TableLike],
     features: dict[str, list[FeatureSpec]],
+    n_dense: int | None = None,
 ) -> CTRModel:
-    """The model of ``cfg`` over the given tables (local tables or parameter-server clients)."""
+    """The model of ``cfg`` over the given tables (local tables or parameter-server clients).
+
+    ``n_dense``: width of the dense input (:attr:`Normalizer.width`: numeric columns plus
+    missing indicators); default one column per numeric field."""
     emb = lin = None
     fused = fuses_linear(cfg)
     if "embedding" in features:
@@ -154,7 +178,8 @@ def build_ctr_model(
         lin_tables = {f.table: tables[f.table] for f in features["linear"]}
         lin = SparseEmbedding(lin_tables, features["linear"], 1)
     return build_model(
-        cfg.model, emb, lin, len(cfg.schema.numeric), hidden=cfg.hidden, dropout=cfg.dropout,
+        cfg.model, emb, lin, len(cfg.schema.numeric) if n_dense is None else n_dense,
+        hidden=cfg.hidden, dropout=cfg.dropout,
         cross_layers=cfg.cross_layers, bottom=cfg.bottom, fused_linear=fused,
     )
 
@@ -196,6 +221,11 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
+        self.train_files = ParquetReader(cfg.data_paths("train"), cfg.schema, 1).files
+        # One pass over the first rows: numeric transforms and the base rate.
+        self.normalizer, sample = fit_normalizer(
+            self.train_files, cfg.schema, cfg.normalize.stats_rows, cfg.normalize.clip)
+        self.base_rate = sample.base_rate
         self.table_configs, self.features = build_table_configs(cfg)
         # `tables` (issue 11): other TableLike objects for these configs, e.g. parameter-
         # server clients (plinth.train.distributed); by default local EmbeddingTables.
@@ -203,8 +233,13 @@ class Trainer:
             name: EmbeddingTable(tc, initial_capacity=_initial_rows(tc))
             for name, tc in self.table_configs.items()
         }
-        self.model = build_ctr_model(cfg, self.tables, self.features)
+        self.model = build_ctr_model(cfg, self.tables, self.features, self.normalizer.width)
+        if self.base_rate is not None:
+            self.model.calibrate(self.base_rate)
         self.optimizer = _dense_optimizer(cfg, self.model.parameters())
+        self.guard = DivergenceGuard(base_rate_logloss(self.base_rate), cfg.guard.explode_factor,
+                                     cfg.guard.min_steps)
+        self.loss_curve: list[tuple[int, float]] = []  # (step, smoothed loss) for reports
         self.step = 0
         self.epoch = 0
         self.position = 0  # samples of self.epoch already trained on
@@ -217,11 +252,28 @@ class Trainer:
         self.ckpt_dir = cfg.output_path / "checkpoints"
 
     # ---- steps --------------------------------------------------------------------------
+    def _set_lr_scale(self, scale: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.dense_optimizer.lr * scale
+        for t in self.tables.values():
+            if hasattr(t, "set_lr_scale"):
+                t.set_lr_scale(scale)
+
     def train_step(self, batch: Batch) -> float:
-        """One optimisation step on ``batch``; returns the mean loss."""
+        """One optimisation step on ``batch``; returns the mean loss.
+
+        Raises :class:`TrainingDiverged` (before applying anything) when the guard says so."""
         self.model.train()
+        if self.step < self.cfg.warmup_steps + 1:
+            self._set_lr_scale(warmup_scale(self.step, self.cfg.warmup_steps))
         logits = self.model(batch)
         loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.labels))
+        value = float(loss.detach())
+        reason = self.guard.check(value) if self.cfg.guard.enabled else None
+        if reason is not None:
+            for m in self.model.sparse_modules():
+                m.discard_pending()
+            raise self._diverged(reason)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -234,7 +286,19 @@ class Trainer:
         if (ev.ttl_steps or ev.ttl_seconds) and self.step % ev.every_steps == 0:
             for t in self.tables.values():
                 t.evict()
-        return float(loss.detach())
+        return value
+
+    def _diverged(self, reason: str) -> TrainingDiverged:
+        c = self.cfg
+        ckpt = self.latest_checkpoint()
+        where = (f"the last good checkpoint, {ckpt}, stays (change a setting and rerun the "
+                 "same command to resume from it)" if ckpt is not None else
+                 "no checkpoint was written before it")
+        msg = (f"training diverged at step {self.step + 1}: {reason}. Lower "
+               f"tables.optimizer.lr (now {c.tables.optimizer.lr:g}) or dense_optimizer.lr "
+               f"(now {c.dense_optimizer.lr:g}), or raise warmup_steps (now {c.warmup_steps});"
+               f" {where}")
+        return TrainingDiverged(msg, self.step + 1, ckpt)
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> np.ndarray:
@@ -250,18 +314,34 @@ class Trainer:
         )
         t0 = time.perf_counter()
         ys, ps = [], []
+        ids: dict[str, list[np.ndarray]] = {k: [] for k in self.cfg.schema.categorical_names}
+        reader.normalizer = self.normalizer
         for b in reader.iter_epoch(0):
             ps.append(self.predict(b))
             ys.append(b.labels)
+            for k, seg in b.sparse.to_dict().items():
+                ids[k].append(np.unique(seg.values))
         secs = time.perf_counter() - t0
         y = np.concatenate(ys) if ys else np.empty(0, np.float32)
         p = np.concatenate(ps) if ps else np.empty(0, np.float32)
         return {
             "auc": auc(y, p),
             "logloss": logloss(y, p),
+            "calibration": calibration_by_decile(y, p),
+            "test_distinct_ids": {k: int(np.unique(np.concatenate(v)).size) if v else 0
+                                  for k, v in ids.items()},
             "test_samples": int(y.shape[0]),
             "eval_samples_per_s": y.shape[0] / secs if secs > 0 else 0.0,
         }
+
+    def train_reader(self) -> ParquetReader:
+        """The train split's reader as :meth:`fit` uses it (learned transforms applied)."""
+        cfg = self.cfg
+        return ParquetReader(
+            self.train_files, cfg.schema, cfg.batch_size, prefetch=cfg.data.prefetch,
+            shuffle_row_groups=cfg.data.shuffle_row_groups, seed=cfg.seed,
+            normalizer=self.normalizer,
+        )
 
     # ---- loop ---------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -274,10 +354,7 @@ class Trainer:
         cfg = self.cfg
         if cfg.checkpoint.resume:
             self.maybe_resume()
-        reader = ParquetReader(
-            cfg.data_paths("train"), cfg.schema, cfg.batch_size, prefetch=cfg.data.prefetch,
-            shuffle_row_groups=cfg.data.shuffle_row_groups, seed=cfg.seed,
-        )
+        reader = self.train_reader()
         total_steps = cfg.epochs * len(reader)
         progress = _Progress(total_steps, self.step, enabled=cfg.progress)
         every = cfg.checkpoint.every_steps
@@ -291,6 +368,7 @@ class Trainer:
                     self.position = reader.position
                     self.samples_seen += batch.size
                     loss_ema = loss if loss_ema is None else 0.98 * loss_ema + 0.02 * loss
+                    self.loss_curve.append((self.step, loss_ema))
                     progress.update(self.step, loss_ema)
                     if delta_every and self.step % delta_every == 0:
                         self.export_delta()
@@ -318,16 +396,27 @@ class Trainer:
             "resumed_from_step": self.resumed_from,
             "table_rows": {n: len(t) for n, t in self.tables.items()},
             "table_bytes": {n: int(t.memory_bytes()) for n, t in self.tables.items()},
+            "base_rate": self.base_rate,
+            "numeric_transforms": self.normalizer.describe(),
+            "loss_curve": _thin(self.loss_curve, 200),
         }
         test = cfg.data_paths("test")
         if test:
             result.update(self.evaluate(test))
         else:
             result.update({"auc": None, "logloss": None})
+        result["fields"] = self._field_tables(result.pop("test_distinct_ids", {}))
         if cfg.export.package:
             pkg = export_package(self, cfg.output_path / "model", metrics=result)
             result["package"] = str(pkg)
         return result
+
+    def _field_tables(self, distinct: dict[str, int]) -> list[dict[str, Any]]:
+        """Per field: the table its embeddings live in and that table's rows (a shared
+        table's rows serve every field), and its distinct ids in the test split."""
+        specs = self.features.get("embedding") or self.features.get("linear") or []
+        return [{"field": f.key, "table": f.table, "table_rows": len(self.tables[f.table]),
+                 "test_distinct_ids": distinct.get(f.key)} for f in specs]
 
     # ---- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
@@ -355,6 +444,8 @@ class Trainer:
             "samples_seen": self.samples_seen,
             "train_seconds": self.train_seconds,
             "delta_seq": self.delta_seq,
+            "normalizer": self.normalizer.to_dict(),
+            "base_rate": self.base_rate,
             "config": self.cfg.to_dict(),
             "time": time.time(),
         }
@@ -413,6 +504,15 @@ class Trainer:
                 f"checkpoint {path} was written with different {', '.join(diff)}; "
                 "use a new output_dir, or set checkpoint.resume: false to start over"
             )
+        if "normalizer" in state:
+            saved_norm = Normalizer.from_dict(state["normalizer"])
+            if saved_norm.width != self.normalizer.width:
+                raise ConfigError(
+                    f"checkpoint {path} was trained with {saved_norm.width} dense inputs "
+                    f"({saved_norm.output_names}) but this data gives {self.normalizer.width}; "
+                    "use a new output_dir, or set checkpoint.resume: false to start over")
+            self.normalizer = saved_norm  # the transforms the weights were trained with
+            self.base_rate = state.get("base_rate", self.base_rate)
         with open(path / "tables.pkl", "rb") as f:
             tables = pickle.load(f)
         if set(tables) != set(self.tables):
@@ -434,6 +534,9 @@ class Trainer:
         self.train_seconds = float(state.get("train_seconds", 0.0))
         self.delta_seq = int(state.get("delta_seq", 0))
         self._delta_step = self.step
+        # The optimizer's saved state holds the learning rate of its time; the config's
+        # (perhaps lowered after a divergence) and the warm-up decide it from here.
+        self._set_lr_scale(warmup_scale(self.step, self.cfg.warmup_steps))
 
     def _rebind_tables(self) -> None:
         for m in self.model.sparse_modules():
@@ -450,6 +553,14 @@ class Trainer:
         self.delta_seq += 1
         self._delta_step = self.step
         return export_delta(self, self.cfg.output_path / "deltas", self.delta_seq)
+
+
+def _thin(points: list[tuple[int, float]], n: int) -> list[tuple[int, float]]:
+    """At most about ``n`` evenly spaced points of a curve, the last one kept."""
+    if len(points) <= n:
+        return list(points)
+    every = -(-len(points) // n)
+    return points[::every] + ([points[-1]] if (len(points) - 1) % every else [])
 
 
 class _Progress:

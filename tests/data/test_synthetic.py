@@ -76,3 +76,28 @@ def test_cli_writes_data_and_rejects_bad_input(tmp_path):
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert r.returncode == 2 and "test_fraction" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_profiles_look_like_real_logs(tmp_path):
+    import pyarrow.parquet as pq
+    import yaml
+
+    from plinth.data.synthetic import PROFILES, generate, profile
+
+    for name, want_rate in (("criteo_like", 0.04), ("rare_clicks", 0.01)):
+        spec = profile(name, 4000, seed=1)
+        assert 20 <= len(spec.cardinalities) + spec.multi_fields + spec.numeric <= 40
+        assert min(spec.cardinalities) == 10 and max(spec.cardinalities) >= 5_000_000
+        stats = generate(spec, tmp_path / name)
+        assert 0.5 < stats["bayes_auc"] < 1
+        t = pq.read_table(tmp_path / name / "train")
+        assert abs(t.column("label").to_numpy().mean() - want_rate) < 0.02
+        n1 = t.column("n1")
+        assert n1.null_count > 0  # missing values
+        vals = n1.drop_null().to_numpy()
+        assert vals.min() == 0 and (vals == vals.round()).all()  # raw counts
+        skew = ((vals - vals.mean()) ** 3).mean() / vals.std() ** 3
+        assert skew > 2  # a heavy right tail
+        schema = yaml.safe_load((tmp_path / name / "schema.yaml").read_text())
+        assert all(isinstance(f, str) for f in schema["numeric"])  # no transform declared
+    assert "dense_engagement" in PROFILES and profile("dense_engagement", 10).base_ctr == 0.2

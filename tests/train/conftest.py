@@ -42,3 +42,18 @@ def _config_dict(data_dir: Path, out: Path, **over) -> dict:
 def config_dict():
     """``config_dict(data, out, **overrides)`` -> a small, fast training config dict."""
     return _config_dict
+
+
+@pytest.fixture(scope="session")
+def raw_count_data(tmp_path_factory) -> Path:
+    """Like a real log: raw heavy-tailed counts, no transform declared, 10% of the numeric
+    values missing, a 10% positive rate."""
+    out = tmp_path_factory.mktemp("raw")
+    generate(
+        SyntheticSpec(rows=4000, cardinalities=(10, 100, 1000), multi_fields=1,
+                      multi_cardinality=100, numeric=3, interactions=2, seed=3, base_ctr=0.1,
+                      raw_counts=True, numeric_missing=0.1, declare_log1p=False,
+                      row_group_size=1000),
+        out,
+    )
+    return out

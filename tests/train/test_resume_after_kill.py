@@ -32,7 +32,7 @@ def test_sigkill_then_restart_resumes_from_checkpoint(ctr_data, config_dict, tmp
 
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(latest.exists, 120, "the first checkpoint", proc)
+        _wait_for(latest.exists, 300, "the first checkpoint", proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -69,7 +69,7 @@ def test_sigterm_checkpoints_and_exits_143_then_resumes(ctr_data, config_dict, t
     latest = out / "checkpoints" / "LATEST"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(latest.exists, 120, "the first checkpoint", proc)  # the handler is installed
+        _wait_for(latest.exists, 300, "the first checkpoint", proc)  # the handler is installed
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:

@@ -13,8 +13,9 @@ from plinth.train.package import ModelPackage
 from plinth.train.trainer import Trainer
 
 
-def _test_batch(cfg, n=500):
-    return next(ParquetReader(cfg.data_paths("test"), cfg.schema, n).iter_epoch(0))
+def _test_batch(cfg, n=500, normalizer=None):
+    return next(ParquetReader(cfg.data_paths("test"), cfg.schema, n,
+                              normalizer=normalizer).iter_epoch(0))
 
 
 @pytest.mark.parametrize(
@@ -114,7 +115,7 @@ def test_package_predicts_from_feature_records(ctr_data, config_dict, tmp_path):
 
     rows = pq.read_table(ctr_data / "test").slice(0, 5).to_pylist()
     from_records = pkg.predict_records(rows)
-    from_batch = pkg.predict_batch(_test_batch(cfg, 5))
+    from_batch = pkg.predict_batch(_test_batch(cfg, 5, pkg.normalizer))
     np.testing.assert_allclose(from_records, from_batch, rtol=1e-6)
     partial = pkg.predict_records([{"c1": rows[0]["c1"]}])  # missing features are nulls
     assert partial.shape == (1,) and 0 < partial[0] < 1
