@@ -17,6 +17,7 @@ from pathlib import Path
 
 from plinth.serve.app import BatchSettings, create_app
 from plinth.serve.host import ModelHost, PackageError
+from plinth.serve.imports import skip_missing_optional_imports
 
 
 def _package_path(arg: str) -> Path:
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import uvicorn
 
+    skip_missing_optional_imports()
     path = _package_path(args.package)
     try:
         host = ModelHost(args.name or path.resolve().name, path, args.version)

@@ -58,7 +58,7 @@ class BatchSettings:
     """The batcher's knobs: rows per batch, queue delay (seconds), queue bound (rows)."""
 
     max_batch_rows: int = 1024
-    max_delay_s: float = 0.002
+    max_delay_s: float = 0.0
     max_queue_rows: int = 16384
     max_body_bytes: int = 16 * 1024 * 1024
 

@@ -5,7 +5,10 @@ After Triton's dynamic batcher (STYLE.md, "Serving"), with its two knobs:
 - ``max_batch_rows``: a batch holds at most this many rows (a request of 100 ranking
   candidates is 100 rows); a single request larger than that is refused up front.
 - ``max_delay_s``: once the first request of a batch is waiting, the worker waits at most
-  this long (seconds) for more before it runs what it has.
+  this long (seconds) for more before it runs what it has. The default, 0, runs at once
+  what is queued: under load, requests queue while the previous batch runs, so batches
+  grow with the load by themselves, and a lone request pays no timer wake-up (on a
+  loaded machine each wake-up of a thread can cost milliseconds).
 
 The queue is bounded (``max_queue_rows``): ``submit`` raises :class:`QueueFull` instead of
 letting latency grow without limit, and the caller answers 503 with ``Retry-After``.
@@ -57,7 +60,7 @@ class Batcher:
     """Collects submitted items into batches of at most ``max_batch_rows`` rows and hands
     them to ``run`` on one worker thread (see the module docstring)."""
 
-    def __init__(self, run: RunFn, max_batch_rows: int = 1024, max_delay_s: float = 0.002,
+    def __init__(self, run: RunFn, max_batch_rows: int = 1024, max_delay_s: float = 0.0,
                  max_queue_rows: int = 16384,
                  on_batch: Callable[[int, int], None] | None = None) -> None:
         if max_batch_rows < 1 or max_queue_rows < max_batch_rows or max_delay_s < 0:

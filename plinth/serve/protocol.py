@@ -41,23 +41,25 @@ class BadRequest(ValueError):
 
 
 def _is_id(v: Any) -> bool:
-    return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, str)
+    return type(v) is int or type(v) is str  # bool is not an id
 
 
-def _check_value(schema: Schema, name: str, v: Any, where: str) -> None:
-    if v is None:
-        return
-    kinds = _field_kinds(schema)
-    kind = kinds[name]
-    if kind == "numeric":
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise BadRequest(f"{where}.{name} must be a finite number or null, got {v!r}")
-    elif kind == "multi":
-        if not isinstance(v, list) or not all(_is_id(x) for x in v):
-            raise BadRequest(f"{where}.{name} must be a list of integer or string ids, "
-                             f"got {v!r}")
-    elif not _is_id(v):
-        raise BadRequest(f"{where}.{name} must be one integer or string id, got {v!r}")
+def _ok_single(v: Any) -> bool:
+    return v is None or type(v) is int or type(v) is str
+
+
+def _ok_multi(v: Any) -> bool:
+    return v is None or (type(v) is list and all(map(_is_id, v)))
+
+
+def _ok_numeric(v: Any) -> bool:
+    return v is None or ((type(v) is float or type(v) is int)
+                         and math.isfinite(v))
+
+
+_CHECKS = {"single": (_ok_single, "must be one integer or string id"),
+           "multi": (_ok_multi, "must be a list of integer or string ids"),
+           "numeric": (_ok_numeric, "must be a finite number")}
 
 
 def _field_kinds(schema: Schema) -> dict[str, str]:
@@ -66,26 +68,53 @@ def _field_kinds(schema: Schema) -> dict[str, str]:
     return kinds
 
 
+_CHECKERS: dict[int, tuple[Schema, dict[str, Any]]] = {}  # id(schema) -> (schema, checks)
+
+
+def _checkers(schema: Schema) -> dict[str, Any]:
+    """Column -> its value check (the label: anything, it is ignored); cached by identity
+    (a served schema is one object for the life of its version)."""
+    hit = _CHECKERS.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    checks: dict[str, Any] = {name: _CHECKS[kind][0] for name, kind in
+                              _field_kinds(schema).items()}
+    checks[schema.label] = lambda v: True
+    if len(_CHECKERS) >= 8:
+        _CHECKERS.clear()
+    _CHECKERS[id(schema)] = (schema, checks)
+    return checks
+
+
+def _refuse(schema: Schema, rec: dict, where: str) -> BadRequest:
+    """The reason one record failed the fast check."""
+    kinds = _field_kinds(schema)
+    unknown = sorted(set(rec) - set(kinds) - {schema.label})
+    if unknown:
+        return BadRequest(f"{where} has unknown features {unknown}; this model reads "
+                          f"{sorted(kinds)}")
+    for name, v in rec.items():
+        if name in kinds and not _CHECKS[kinds[name]][0](v):
+            return BadRequest(f"{where}.{name} {_CHECKS[kinds[name]][1]} or null, got {v!r}")
+    return BadRequest(f"{where} is invalid")  # not reached: the fast check found something
+
+
 def validate_records(schema: Schema, records: Any, where: str = "instances") -> list[dict]:
     """``records`` checked against ``schema``: a non-empty list of dicts whose keys are the
-    schema's columns (the label may be present and is ignored) with values of their kind."""
+    schema's columns (the label may be present and is ignored) with values of their kind.
+    Runs on every request, so the common case is one dict lookup and one check a value."""
     if not isinstance(records, list) or not records:
         raise BadRequest(f"{where} must be a non-empty list of feature objects")
-    kinds = _field_kinds(schema)
-    out = []
+    checks = _checkers(schema)
     for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
+        if type(rec) is not dict:
             raise BadRequest(f"{where}[{i}] must be an object of feature values, got "
                              f"{type(rec).__name__}")
-        unknown = sorted(set(rec) - set(kinds) - {schema.label})
-        if unknown:
-            raise BadRequest(f"{where}[{i}] has unknown features {unknown}; this model reads "
-                             f"{sorted(kinds)}")
         for name, v in rec.items():
-            if name != schema.label:
-                _check_value(schema, name, v, f"{where}[{i}]")
-        out.append(rec)
-    return out
+            check = checks.get(name)
+            if check is None or not check(v):
+                raise _refuse(schema, rec, f"{where}[{i}]")
+    return records
 
 
 def records_from_predict(schema: Schema, body: Any) -> list[dict]:

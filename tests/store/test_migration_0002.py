@@ -45,7 +45,7 @@ def test_0002_keeps_0001_data_and_round_trips(
                 " demand, attempt, failures, retries, max_runtime_s, created_at, queued_at)"
                 " VALUES ('job-1', 'job', 'j', 1, 1, 'pending', '', '{}', '{}', 0, 0, 0, 60,"
                 " :t, :t)"), {"t": now})  # fmt: skip
-        upgrade(db.engine)
+        upgrade(db.engine, "0002")
         assert current_revision(db.engine) == "0002"
         with db.engine.connect() as conn:
             row = conn.execute(text(
@@ -68,7 +68,7 @@ def test_0002_keeps_0001_data_and_round_trips(
         assert current_revision(db.engine) == "0001"
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT id FROM workloads")).scalar_one() == "job-1"
-        upgrade(db.engine)
+        upgrade(db.engine, "0002")
         assert current_revision(db.engine) == "0002"
     finally:
         db.dispose()

@@ -4,6 +4,7 @@ from plinth.api.routers import (
     files,
     groups,
     jobs,
+    models,
     nodes,
     queue,
     quotas,
@@ -23,6 +24,7 @@ ALL = [
     quotas.router,
     reservations.router,
     queue.router,
+    models.router,
 ]
 
 __all__ = ["ALL"]
