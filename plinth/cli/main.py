@@ -21,6 +21,7 @@ from plinth.cli._context import OutputOption, Settings, get_client
 from plinth.cli._parse import InputError
 from plinth.cli.groups import app as groups_app
 from plinth.cli.jobs import app as jobs_app
+from plinth.cli.models import app as models_app
 from plinth.cli.nodes import app as nodes_app
 from plinth.cli.queue import queue as queue_command
 from plinth.cli.quotas import quota_app, reservation_app
@@ -77,6 +78,7 @@ app.add_typer(users_app, name="user")
 app.add_typer(nodes_app, name="node")
 app.add_typer(quota_app, name="quota")
 app.add_typer(reservation_app, name="reservation")
+app.add_typer(models_app, name="model")
 app.command("queue")(queue_command)
 
 train_app = typer.Typer(help="Train models (runs in this process).", no_args_is_help=True)

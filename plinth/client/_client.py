@@ -7,6 +7,7 @@ from typing import Any, Self, cast
 from plinth.client._admin import Files, Groups, Nodes, QuotaExpansions, Reservations, Users
 from plinth.client._http import API_PREFIX, Transport, resolve_token, resolve_url
 from plinth.client._jobs import Jobs
+from plinth.client._models import Models
 from plinth.client._types import User
 
 
@@ -35,6 +36,7 @@ class Client:
         self.jobs = Jobs(self._transport)
         self.quota_expansions = QuotaExpansions(self._transport)
         self.reservations = Reservations(self._transport)
+        self.models = Models(self._transport, self.files)
 
     @property
     def url(self) -> str:
