@@ -6,14 +6,15 @@ A request ranks one user's 100 candidates: 100 feature dicts sharing the user's 
 never seen in training. Both servers run as subprocesses on loopback; a closed-loop load
 generator (a minimal asyncio HTTP/1.1 client with keep-alive, so the client costs little
 CPU beside the servers) runs ``concurrency`` requests at a time for ``--seconds`` per
-level, the two servers taking turns level by level so that both see the same machine.
+level, the two servers taking turns in half-second slices so that both see the same machine.
 
 * ``plinth``: ``python -m plinth.serve`` with its defaults (1024 rows per batch, no
   queue delay: batches form from what queues while the previous one runs);
 * ``baseline``: ``async def predict(request)``: parse the JSON, call
   ``ModelPackage.predict_records`` in the thread pool, answer - what one writes without a
-  batcher (with the same fix for pyarrow's import probing as ``plinth.serve``, see
-  ``plinth/serve/imports.py``, so that the ratio measures batching alone).
+  batcher (with the same settings as ``plinth.serve``: pyarrow's import probing cut
+  short, see ``plinth/serve/imports.py``, and one torch thread, so that the ratio
+  measures batching alone).
 
 ``--json`` prints one object: ``plinth`` and ``baseline``, each
 ``{max_qps_p99_under_50ms, levels: [{concurrency, qps, p50_ms, p99_ms, errors}]}``,
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ if str(ROOT) not in sys.path:
 from benchmarks._stats import percentile
 
 CANDIDATES = 100
+SLICE_S = 0.5  # each server's turn, in seconds
 P99_TARGET_MS = 50.0
 
 
@@ -100,6 +103,7 @@ def baseline_server(package: Path, port_file: Path) -> None:
     """The baseline: one FastAPI handler, no batching (runs in its own process)."""
     import socket
 
+    import torch
     import uvicorn
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
@@ -107,7 +111,9 @@ def baseline_server(package: Path, port_file: Path) -> None:
     from plinth.serve.imports import skip_missing_optional_imports
     from plinth.train.package import ModelPackage
 
-    skip_missing_optional_imports()  # as plinth.serve does: the comparison is batching alone
+    # As plinth.serve does (imports.py; one torch thread): the comparison is batching alone.
+    skip_missing_optional_imports()
+    torch.set_num_threads(1)
     pkg = ModelPackage.load(package)
     pkg.predict_records([{}])
     app = FastAPI()
@@ -155,23 +161,36 @@ async def _one_client(port: int, bodies: list[bytes], start: int, stop_at: float
         writer.close()
 
 
-def measure(port: int, bodies: list[bytes], concurrency: int, seconds: float) -> dict:
-    """One level: ``concurrency`` closed-loop clients for ``seconds``."""
-    latencies: list[float] = []
-    errors: list[int] = []
+@dataclass
+class Tally:
+    """What one server answered at one level, summed over its time slices."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def level(self, concurrency: int) -> dict:
+        ms = [x * 1000 for x in self.latencies]
+        p50, p99 = (round(percentile(ms, q), 2) if ms else None for q in (50, 99))
+        return {"concurrency": concurrency,
+                "qps": round(len(ms) / self.seconds, 1) if self.seconds else 0.0,
+                "p50_ms": p50, "p99_ms": p99, "errors": len(self.errors)}
+
+
+def measure(port: int, bodies: list[bytes], concurrency: int, seconds: float,
+            tally: Tally | None = None) -> Tally:
+    """``concurrency`` closed-loop clients for ``seconds``, added to ``tally``."""
+    tally = tally if tally is not None else Tally()
 
     async def run() -> float:
         t0 = time.perf_counter()
         stop_at = t0 + seconds
-        await asyncio.gather(*(_one_client(port, bodies, k * 17, stop_at, latencies, errors)
-                               for k in range(concurrency)))
+        await asyncio.gather(*(_one_client(port, bodies, k * 17, stop_at, tally.latencies,
+                                           tally.errors) for k in range(concurrency)))
         return time.perf_counter() - t0
 
-    elapsed = asyncio.run(run())
-    ms = [x * 1000 for x in latencies]
-    p50, p99 = (round(percentile(ms, q), 2) if ms else None for q in (50, 99))
-    return {"concurrency": concurrency, "qps": round(len(ms) / elapsed, 1),
-            "p50_ms": p50, "p99_ms": p99, "errors": len(errors)}
+    tally.seconds += asyncio.run(run())
+    return tally
 
 
 def summarise(levels: list[dict]) -> dict:
@@ -226,8 +245,14 @@ def main(argv: list[str] | None = None) -> int:
             for name, (_, port) in servers.items():  # warm-up: connections, caches
                 measure(port, bodies, 2, min(seconds, 1.0))
             for c in levels:
-                for name, (_, port) in servers.items():
-                    results[name].append(measure(port, bodies, c, seconds))
+                # The two servers take turns in short slices, so that both see the same
+                # machine even when its load changes from second to second.
+                tallies = {name: Tally() for name in servers}
+                for _ in range(max(1, round(seconds / SLICE_S))):
+                    for name, (_, port) in servers.items():
+                        measure(port, bodies, c, min(seconds, SLICE_S), tallies[name])
+                for name in servers:
+                    results[name].append(tallies[name].level(c))
                     if not args.json:
                         print(name, results[name][-1], file=sys.stderr)
         finally:

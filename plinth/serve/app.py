@@ -10,7 +10,9 @@ Routes (every error is ``{"error": "<what to fix>"}`` with a 4xx, or 503 when bu
 - ``GET /metrics`` (Prometheus);
 - control, for the platform (``Authorization: Bearer <control token>`` when the server was
   given one): ``POST /control/version {"path", "version"}`` loads and swaps in a version,
-  ``POST /control/delta {"path", "seq"?}`` applies a delta; both answer when the swap is done.
+  ``POST /control/delta {"path", "seq"?, "version"?}`` applies a delta (refused, 409, when
+  it is out of order or continues another version than the one served); both answer when
+  the swap is done.
 
 Requests go through one :class:`~plinth.serve.batcher.Batcher`; a full queue answers 503
 with ``Retry-After``.
@@ -226,7 +228,11 @@ def create_app(host: ModelHost, settings: BatchSettings = BatchSettings(),
         body = await _json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("path"), str) \
                 or not isinstance(body.get("seq", 0), int):
-            raise _Refused(400, 'the body must be {"path": "<delta dir>", "seq": <n>}')
+            raise _Refused(400, 'the body must be {"path": "<delta dir>", "seq": <n>, '
+                                '"version": "<the version it continues>"}')
+        if "version" in body and str(body["version"]) != host.version:
+            raise _Refused(409, f"the delta continues version {body['version']!r}, but this "
+                                f"server serves version {host.version!r}; nothing applied")
         try:
             await asyncio.to_thread(host.apply_delta, body["path"], body.get("seq"))
         except PackageError as e:

@@ -61,9 +61,13 @@ def test_version_swap_and_ten_deltas_under_load_fail_nothing(trained, tmp_path):
             after = control.post("/predict", json=probe).json()  # reflects it at once
             assert (after["version"], after["delta_seq"]) == ("2", seq)
             assert np.max(np.abs(np.asarray(after["predictions"]) - want[("2", seq)])) <= 1e-5
-        # An out-of-order delta is refused and changes nothing.
+        # An out-of-order delta, or one for another version, is refused and changes nothing.
         r = control.post("/control/delta", json={"path": str(trained.deltas[3])})
         assert r.status_code == 409 and "not after" in r.json()["error"]
+        r = control.post("/control/delta", json={"path": str(trained.deltas[0]), "seq": 99,
+                                                 "version": "1"})
+        assert r.status_code == 409 and "serves version '2'" in r.json()["error"]
+        assert control.get("/v2/models/ctr").json()["parameters"]["delta_seq"] == seqs[-1]
     finally:
         stop.set()
         for w in workers:
