@@ -195,21 +195,13 @@ def _stage(session: Session, p: Principal, home: Path, src: Source, staging: Pat
     return w
 
 
-def _package_root(staging: Path) -> Path:
-    """An archive of the package directory itself, or of a directory holding it."""
-    if (staging / "model.json").exists():
+def _root_holding(staging: Path, marker: str) -> Path:
+    """The directory with ``marker`` (``model.json``, ``delta.json``): the archive's root,
+    or its only subdirectory (an archive of the directory itself)."""
+    if (staging / marker).exists():
         return staging
     subs = [d for d in staging.iterdir() if d.is_dir()]
-    if len(subs) == 1 and (subs[0] / "model.json").exists():
-        return subs[0]
-    return staging
-
-
-def _delta_root(staging: Path) -> Path:
-    if (staging / "delta.json").exists():
-        return staging
-    subs = [d for d in staging.iterdir() if d.is_dir()]
-    return subs[0] if len(subs) == 1 and (subs[0] / "delta.json").exists() else staging
+    return subs[0] if len(subs) == 1 and (subs[0] / marker).exists() else staging
 
 
 def _validate_package(root: Path) -> dict[str, Any]:
@@ -279,7 +271,7 @@ def register_version(session: Session, p: Principal, home: Path, name: str, src:
     staging = base / f".staging-{uuid.uuid4().hex}"
     try:
         job = _stage(session, p, home, src, staging, limits, "package")
-        manifest = _validate_package(_package_root(staging))
+        manifest = _validate_package(_root_holding(staging, "model.json"))
         if m is None:
             m = Model(name=name, group_id=p.group_id, created_by=p.user)
             session.add(m)
@@ -299,7 +291,7 @@ def register_version(session: Session, p: Principal, home: Path, name: str, src:
                            "retry") from None
         shutil.rmtree(final, ignore_errors=True)  # left by a registration rolled back late
         final.mkdir()
-        _package_root(staging).rename(final / "package")
+        _root_holding(staging, "model.json").rename(final / "package")
         (final / "deltas").mkdir()
         return v
     finally:
@@ -357,7 +349,7 @@ def add_delta(session: Session, p: Principal, home: Path, name: str, ref: str | 
     staging = base / f".staging-{uuid.uuid4().hex}"
     try:
         _stage(session, p, home, src, staging, limits, "delta")
-        root = _delta_root(staging)
+        root = _root_holding(staging, "delta.json")
         info = _validate_delta(root, home / v.path)
         d = ModelDelta(version_id=v.id, seq=seq, path=str((base / f"delta-{seq:06d}")
                                                           .relative_to(home)),
