@@ -19,6 +19,7 @@ registered (or that its group owns), reading them from its own working directory
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -296,6 +297,8 @@ def register_version(session: Session, p: Principal, home: Path, name: str, src:
         return v
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):  # a refused first version leaves no directory
+            base.rmdir()
 
 
 def move_alias(session: Session, p: Principal, name: str, alias: str,
