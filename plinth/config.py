@@ -13,6 +13,10 @@ Every key is optional; an empty file gives a working single-machine server. Exam
       reclaim_grace: 30s           # SIGTERM -> SIGKILL for preempted (reclaimed) workloads
     code:
       git_local_roots: []          # directories whose git repos members may use as code
+      git_protocols: [https, ssh, file]  # the only transports git may use (protocol.allow)
+      git_timeout: 10s             # submit-time ref resolution (holds a request thread)
+      checkout_timeout: 2m         # checkout of an admitted job (a worker thread)
+      prepare_workers: 4           # threads preparing code (git checkout, extraction)
     jobs:
       default_max_runtime: 1d      # when a spec gives none
       max_max_runtime: 30d         # the largest max_runtime a spec may ask for
@@ -22,17 +26,31 @@ Every key is optional; an empty file gives a working single-machine server. Exam
       max_packed: 100Mi            # size of the uploaded .tar.gz
       max_unpacked: 1Gi            # total size of its members
       max_files: 100000
+      max_per_user: 5Gi            # stored archives one user's uploads may hold
+      max_total: 50Gi              # stored archives all uploads may hold
     api:
       max_body: 1Mi                # any other request body (JSON); more is a 413
+    logs:
+      max_per_replica: 64Mi        # each attempt's log: head + tail beyond this
+    retention:                     # what finished is removed after (docs/security.md)
+      workloads: 7d                # working directories and logs of finished workloads
+      uploads: 30d                 # archives no live workload uses, unused this long
+      sweep_interval: 1h
+    isolation:                     # who replicas run as (docs/security.md)
+      mode: auto                   # auto: `users` when the server is root, else `off`
+      run_root: /var/lib/plinth/run  # replicas' working directories (root: 0711)
+      user_prefix: plinth-         # OS users plinth-<group id>-<group>, made on demand
     url: http://127.0.0.1:8321     # PLINTH_URL given to replicas; default: where the server listens
 
 Durations take seconds or ``90s``/``30m``/``2h``/``1d``; sizes take MiB or ``512Mi``/``4Gi``/``1G``.
 Environment: ``PLINTH_HOME`` (default ``~/.plinth``), ``PLINTH_DATABASE_URL`` (default SQLite
-under PLINTH_HOME), ``PLINTH_CONFIG``.
+under PLINTH_HOME), ``PLINTH_CONFIG``, ``PLINTH_ISOLATION`` (the default of
+``isolation.mode``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -54,6 +72,7 @@ from plinth.services.units import parse_duration_s, parse_memory_mib, parse_size
 __all__ = [
     "CodeConfig",
     "ConfigError",
+    "IsolationConfig",
     "NodeConfig",
     "RetryBackoff",
     "SchedulerConfig",
@@ -61,7 +80,11 @@ __all__ = [
     "database_url",
     "load_config",
     "plinth_home",
+    "secure_home",
 ]
+
+
+_log = logging.getLogger("plinth.config")
 
 
 class ConfigError(ValueError):
@@ -196,6 +219,33 @@ class CodeConfig(_Strict):
     remote git URLs only."""
 
     git_local_roots: list[str] = Field(default_factory=list)
+    #: Transports git may use (``protocol.allow=never`` plus these): ``file`` only ever
+    #: reaches paths allowed by ``git_local_roots`` (admins: any), ``ext`` never.
+    git_protocols: list[str] = Field(default_factory=lambda: ["https", "ssh", "file"])
+    #: Seconds the submit-time resolution of a ref may take, all git commands together
+    #: (it holds the request's thread); a hung remote is killed with its process group.
+    git_timeout: float = Field(default=10.0, gt=0, le=600)
+    #: Seconds one checkout of an admitted job's commit may take (in a worker thread).
+    checkout_timeout: float = Field(default=120.0, gt=0, le=86400)
+    #: Worker threads preparing code (git checkout, archive extraction): at most this
+    #: many preparations run at once; the control loop's thread never waits for one.
+    prepare_workers: int = Field(default=4, ge=1, le=64)
+
+    _v = field_validator("git_timeout", "checkout_timeout", mode="before")(
+        classmethod(lambda cls, v: _duration(v))
+    )
+
+    @field_validator("git_protocols")
+    @classmethod
+    def _known_protocols(cls, v: list[str]) -> list[str]:
+        allowed = {"https", "ssh", "file", "http", "git"}
+        bad = sorted(set(v) - allowed)
+        if bad:
+            raise ValueError(
+                f"unknown or unsafe git protocol(s) {', '.join(bad)}: choose among "
+                f"{', '.join(sorted(allowed))}"
+            )
+        return v
 
 
 class JobsConfig(_Strict):
@@ -222,8 +272,15 @@ class UploadsConfig(_Strict):
     max_packed: int = 100 * 1024 * 1024  # bytes
     max_unpacked: int = 1024 * 1024 * 1024  # bytes
     max_files: int = Field(default=100_000, ge=1)
+    #: Upload quotas (bytes of stored archives): what one user's uploads may hold, and
+    #: what all uploads together may hold. Unreferenced uploads are removed by
+    #: retention (``retention:``), which frees quota.
+    max_per_user: int = 5 * 1024**3
+    max_total: int = 50 * 1024**3
 
-    _size = field_validator("max_packed", "max_unpacked", mode="before")(
+    _size = field_validator(
+        "max_packed", "max_unpacked", "max_per_user", "max_total", mode="before"
+    )(
         classmethod(lambda cls, v: _byte_cap(v))
     )
 
@@ -233,6 +290,77 @@ class ApiConfig(_Strict):
     max_body: int = 1024 * 1024
 
     _size = field_validator("max_body", mode="before")(classmethod(lambda cls, v: _byte_cap(v)))
+
+
+ISOLATION_MODES = ("auto", "users", "off")
+
+
+def _default_isolation_mode() -> str:
+    return os.environ.get("PLINTH_ISOLATION") or "auto"
+
+
+class IsolationConfig(_Strict):
+    """``isolation:``: whether replicas run as unprivileged OS users (docs/security.md).
+
+    ``mode``: ``users`` (one system user per quota group, created on demand; needs a
+    root server), ``off`` (replicas run as the server's user: single-user mode) or
+    ``auto`` (``users`` when the server runs as root). Default: ``$PLINTH_ISOLATION``,
+    else ``auto``. ``run_root``: the directory holding each workload's working
+    directory when isolated (it must be traversable by every user: not under a 0700
+    home); ``user_prefix``: the OS user names' prefix."""
+
+    mode: str = Field(default_factory=_default_isolation_mode)
+    run_root: str = "/var/lib/plinth/run"
+    user_prefix: str = Field(default="plinth-", pattern=r"^[a-z_][a-z0-9_-]{0,11}$")
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, v: str) -> str:
+        if v not in ISOLATION_MODES:
+            raise ValueError(f"must be one of {', '.join(ISOLATION_MODES)}, got {v!r}")
+        return v
+
+    @field_validator("run_root")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not os.path.isabs(v):
+            raise ValueError(f"must be an absolute path, got {v!r}")
+        return v
+
+    def isolates(self) -> bool:
+        """Whether replicas run as other OS users than the server (resolves ``auto``)."""
+        if self.mode == "auto":
+            return os.geteuid() == 0
+        return self.mode == "users"
+
+
+class LogsConfig(_Strict):
+    """``logs:``: ``max_per_replica`` bounds each replica attempt's log (bytes or
+    ``64Mi``): past it the log keeps its first quarter and its latest part, with a line
+    saying how many bytes were dropped between them."""
+
+    max_per_replica: int = 64 * 1024 * 1024
+
+    _size = field_validator("max_per_replica", mode="before")(
+        classmethod(lambda cls, v: _byte_cap(v))
+    )
+
+
+class RetentionConfig(_Strict):
+    """``retention:``: how long what finished is kept before the sweep removes it.
+
+    ``workloads``: working directories and logs of workloads finished this long ago
+    (their records stay in the database); ``uploads``: uploaded archives (and their
+    extracted code) that no live workload uses and that nothing used for this long;
+    ``sweep_interval``: how often the server sweeps (``plinth admin gc`` sweeps now)."""
+
+    workloads: float = 7 * 86400.0
+    uploads: float = 30 * 86400.0
+    sweep_interval: float = 3600.0
+
+    _v = field_validator("workloads", "uploads", "sweep_interval", mode="before")(
+        classmethod(lambda cls, v: _duration(v))
+    )
 
 
 EXECUTOR_NICE_DEFAULT = 5
@@ -252,6 +380,9 @@ class ServerConfig(_Strict):
     uploads: UploadsConfig = UploadsConfig()
     api: ApiConfig = ApiConfig()
     code: CodeConfig = CodeConfig()
+    isolation: IsolationConfig = Field(default_factory=IsolationConfig)
+    logs: LogsConfig = LogsConfig()
+    retention: RetentionConfig = RetentionConfig()
     url: str | None = None
 
     @field_validator("nodes")
@@ -299,10 +430,31 @@ def plinth_home() -> Path:
     return home
 
 
+def secure_home(home: Path) -> Path:
+    """Make the server's files private, whatever the umask or an existing home's mode.
+
+    Sets this process's umask to 077 (every file and directory the server creates
+    from now on is owner-only: the database, logs, uploads, tokens; replicas'
+    working directories get their modes set explicitly), creates `home` 0700, and
+    narrows an existing home to 0700 (e.g. one made 0755 by hand): nothing under it
+    is then reachable by other users. Returns `home`.
+    """
+    os.umask(0o077)
+    make_private_dir(home)
+    st = home.stat()
+    if st.st_mode & 0o077:
+        os.chmod(home, 0o700)
+        _log.warning(
+            "PLINTH_HOME %s was readable by other users (mode %o); narrowed it to 0700",
+            home, st.st_mode & 0o777,
+        )  # fmt: skip
+    return home
+
+
 def make_private_dir(path: Path) -> None:
     """Create `path` (and missing parents) if missing; the directory itself gets mode
     0700 (owner only: it holds the database, logs, code and admin.token). An existing
-    directory is left as its owner set it."""
+    directory is left as its owner set it (:func:`secure_home` narrows the home)."""
     if path.is_dir():
         return
     path.parent.mkdir(parents=True, exist_ok=True)

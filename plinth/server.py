@@ -1,4 +1,10 @@
-"""``serve()``: the API, control loop and executor in one process (``plinth server``).
+"""The composition root and ``serve()``: API, control loop and executor in one process.
+
+``control_plane()`` builds the running system from configuration -- the store
+(migrated), the executor, the control loop, the admin's bootstrap, the reconcile
+after a restart -- and starts the background services (``background_services``:
+the ONE place where a new background service, e.g. a retention sweeper, is added).
+The API (``plinth.api.app.create_app``) runs it in its lifespan.
 
 Run directly: ``python -m plinth.server [--host H] [--port P] [--config FILE]``.
 """
@@ -8,13 +14,107 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
 
-from plinth.config import ConfigError, load_config
+from plinth.config import ConfigError, ServerConfig, load_config
 
-__all__ = ["main", "serve"]
+if TYPE_CHECKING:
+    from plinth.api.context import AppContext
+    from plinth.executors.base import Executor
+
+__all__ = ["BackgroundService", "background_services", "control_plane", "main", "serve"]
+
+log = logging.getLogger("plinth.server")
+
+
+class BackgroundService(Protocol):
+    """Something that runs beside the API for the server's life (its own thread)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def make_executor(cfg: ServerConfig, local: dict[str, Any] | None = None) -> Executor:
+    """The executor named by ``cfg.executor``, with the configured nodes; `local`: more
+    options of the local executor (who replicas run as, log caps)."""
+    from plinth.executors.base import NodeCapacity, get_executor
+
+    nodes = None
+    if cfg.nodes is not None:
+        # Already validated and parsed by the config (memory in MiB): hand them over as is.
+        nodes = [
+            NodeCapacity(name=n.name, cpu=n.cpu, memory_mib=n.memory, gpu=n.gpu, address=n.address)
+            for n in cfg.nodes
+        ]
+    options: dict[str, Any] = {"nodes": nodes}
+    if cfg.executor == "local":
+        options["nice"] = cfg.executor_nice
+        options.update(local or {})
+    return get_executor(cfg.executor, **options)
+
+
+def background_services(ctx: AppContext) -> list[BackgroundService]:
+    """Every background service of a running server, in start order (stopped in
+    reverse). Add new ones here."""
+    from plinth.services.retention import RetentionSweeper
+
+    return [ctx.loop, RetentionSweeper(ctx.db, ctx.home, ctx.cfg.retention)]
+
+
+@contextmanager
+def control_plane(cfg: ServerConfig, home: Path, db_url: str, url: str) -> Iterator[AppContext]:
+    """Build and start the control plane; stop it when the block ends.
+
+    `url` is what replicas get as PLINTH_URL (config ``url`` wins). Replicas keep
+    running after the block ends: the next start re-adopts them (``reconcile``)."""
+    from plinth.api.context import AppContext
+    from plinth.scheduler.resources import Resources
+    from plinth.services.auth import bootstrap_admin
+    from plinth.services.control_loop import ControlLoop
+    from plinth.services.isolation import setup_isolation
+    from plinth.services.reconcile import reconcile
+    from plinth.services.templates import register_builtin_templates
+    from plinth.store.db import Database
+    from plinth.store.migrate import upgrade
+
+    db = Database(db_url)
+    try:
+        upgrade(db.engine)
+        executor = make_executor(cfg, setup_isolation(db, cfg, home))  # replicas' OS users
+        loop = ControlLoop(db, executor, cfg, home, cfg.url or url)
+        total = sum((n.resources for n in loop.nodes), Resources())
+        with db.session() as s:
+            token = bootstrap_admin(s, home, total.to_dict())
+            register_builtin_templates(s)
+        report = reconcile(db, executor, cfg.jobs.grace)
+        if report.readopted or report.lost or report.requeued or report.orphans_stopped:
+            log.warning(
+                "reconciled after restart: %d running replica(s) re-adopted, %d lost, "
+                "%d orphaned replica(s) stopped, %d workload(s) requeued",
+                report.readopted, report.lost, report.orphans_stopped, report.requeued,
+            )  # fmt: skip
+        ctx = AppContext(db=db, cfg=cfg, home=home, loop=loop, admin_token=token)
+        started: list[BackgroundService] = []
+        try:
+            for service in background_services(ctx):
+                service.start()
+                started.append(service)
+            loop.wake()
+            yield ctx
+        finally:
+            for service in reversed(started):
+                try:
+                    service.stop()
+                except Exception:
+                    log.exception("stopping %s failed", type(service).__name__)
+    finally:
+        db.dispose()
 
 
 class _Server(uvicorn.Server):

@@ -4,7 +4,8 @@
 2. as the admin (token from PLINTH_HOME/admin.token) create a group and a member;
 3. as that member, submit examples/hello with --code and follow its logs to success;
 4. show ``plinth job list``; stop the server;
-5. run scripts/demo_train.py when it exists.
+5. run scripts/demo_train.py when it exists;
+6. run scripts/demo_data.py (raw logs -> samples -> stats -> training) when it exists.
 
 Exits non-zero, naming the step, when any step fails.
 """
@@ -119,6 +120,15 @@ def main() -> int:
                     style="red",
                 )
             )
+            return 1
+
+    data_demo = ROOT / "scripts" / "demo_data.py"
+    if data_demo.exists():
+        step(7, "Sample data demo (scripts/demo_data.py)")
+        result = subprocess.run([sys.executable, str(data_demo)], cwd=ROOT, check=False)
+        if result.returncode != 0:
+            console.print(Panel(f"Demo failed at step 7 (scripts/demo_data.py exited with "
+                                f"{result.returncode})", style="red"))
             return 1
 
     console.print()

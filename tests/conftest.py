@@ -16,6 +16,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+# Servers the tests start run replicas as the server's user (isolation.mode: off):
+# the test jobs run this interpreter, which may sit under a 0700 home (/root/.pyenv)
+# that replicas isolated as other OS users could not execute. The isolation tests
+# (tests/api/test_isolation.py) ask for `users` explicitly in their configuration.
+os.environ.setdefault("PLINTH_ISOLATION", "off")
+
 PG_URL = os.environ.get("PLINTH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _CONNINFO = PG_URL.replace("postgresql+psycopg://", "postgresql://")
 

@@ -1,8 +1,8 @@
 """The FastAPI application factory.
 
-``create_app`` wires the store, the executor and the control loop into an app whose
-lifespan migrates the database, bootstraps the admin, reconciles after a restart and
-runs the control loop; it maps service errors to HTTP statuses.
+``create_app`` builds an app whose lifespan runs the control plane
+(``plinth.server.control_plane``: store, executor, control loop, bootstrap,
+reconcile) and maps service errors to HTTP statuses.
 """
 
 from __future__ import annotations
@@ -16,21 +16,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, PendingRollbackError
 
 import plinth
-from plinth.api.context import AppContext
 from plinth.api.limits import BodyLimit
 from plinth.api.metrics import make_registry
 from plinth.api.routers import ALL
-from plinth.config import ServerConfig, database_url, make_private_dir, plinth_home
-from plinth.executors.base import NodeCapacity, get_executor
-from plinth.services.auth import bootstrap_admin
-from plinth.services.control_loop import ControlLoop
+from plinth.config import ServerConfig, database_url, plinth_home, secure_home
 from plinth.services.errors import ServiceError
-from plinth.services.reconcile import reconcile
-from plinth.store.db import Database
-from plinth.store.migrate import upgrade
+from plinth.services.template_model import SUBMISSION_TAGS
 
 __all__ = ["create_app"]
 
@@ -46,11 +40,13 @@ def _loc(loc: Any) -> str:
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
-        where = _loc(err.get("loc", ()))
+        # The tags of a union body (a job spec or a templated job) are not fields.
+        loc = [x for x in err.get("loc", ()) if x not in SUBMISSION_TAGS]
+        where = _loc(loc)
         msg = str(err.get("msg", "invalid"))
         msg = msg.removeprefix("Value error, ")
         out.append(
-            {"loc": list(err.get("loc", ())), "msg": f"{where}: {msg}", "type": err.get("type", "")}
+            {"loc": loc, "msg": f"{where}: {msg}", "type": err.get("type", "")}
         )
     return out
 
@@ -65,53 +61,18 @@ def create_app(
     """Build the app. `home` defaults to PLINTH_HOME, `db_url` to PLINTH_DATABASE_URL or
     SQLite under home, `url` is what replicas get as PLINTH_URL (config `url` wins)."""
     cfg = config or ServerConfig()
-    home = home or plinth_home()
-    make_private_dir(home)
+    home = secure_home(home or plinth_home())
     db_url = db_url or database_url(home)
     replica_url = cfg.url or url
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        db = Database(db_url)
-        upgrade(db.engine)
-        nodes = None
-        if cfg.nodes is not None:
-            # Already validated and parsed by the config (memory in MiB): hand them over as is.
-            nodes = [
-                NodeCapacity(
-                    name=n.name, cpu=n.cpu, memory_mib=n.memory, gpu=n.gpu, address=n.address
-                )
-                for n in cfg.nodes
-            ]
-        options: dict[str, Any] = {"nodes": nodes}
-        if cfg.executor == "local":
-            options["nice"] = cfg.executor_nice
-        executor = get_executor(cfg.executor, **options)
-        loop = ControlLoop(db, executor, cfg, home, replica_url)
-        total = {
-            "cpu": sum(n.cpu for n in loop.nodes),
-            "memory": sum(n.memory_mib for n in loop.nodes),
-            "gpu": sum(n.gpu for n in loop.nodes),
-        }
-        with db.session() as s:
-            token = bootstrap_admin(s, home, total)
-        report = reconcile(db, executor, cfg.jobs.grace)
-        if report.readopted or report.lost or report.requeued or report.orphans_stopped:
-            log.warning(
-                "reconciled after restart: %d running replica(s) re-adopted, %d lost, "
-                "%d orphaned replica(s) stopped, %d workload(s) requeued",
-                report.readopted, report.lost, report.orphans_stopped, report.requeued,
-            )  # fmt: skip
-        ctx = AppContext(db=db, cfg=cfg, home=home, loop=loop, admin_token=token)
-        app.state.metrics_registry = make_registry(db, loop)
-        app.state.plinth = ctx
-        loop.start()
-        loop.wake()
-        try:
+        from plinth.server import control_plane  # the composition root
+
+        with control_plane(cfg, home, db_url, replica_url) as ctx:
+            app.state.metrics_registry = make_registry(ctx.db, ctx.loop)
+            app.state.plinth = ctx
             yield {"plinth": ctx}
-        finally:
-            loop.stop()
-            db.dispose()
 
     app = FastAPI(
         title="Plinth",
@@ -136,8 +97,10 @@ def create_app(
             status_code=409,
         )
 
+    @app.exception_handler(InterfaceError)  # the database connection broke mid-request
+    @app.exception_handler(PendingRollbackError)
     @app.exception_handler(OperationalError)
-    async def _operational(_: Request, exc: OperationalError) -> JSONResponse:
+    async def _operational(_: Request, exc: Exception) -> JSONResponse:
         log.error("database error: %s", exc)
         return JSONResponse(
             {"detail": "the database is busy or unavailable; retry shortly"}, status_code=503

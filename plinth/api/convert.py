@@ -123,6 +123,7 @@ def job_out(w: Workload, group: str, user: str) -> JobOut:
         state=w.state,
         reason=w.reason,
         spec=_redacted_spec(w.spec),
+        template=w.template,
         code=CodeOut(**_redacted_code(w.code)) if w.code else None,
         attempt=w.attempt,
         failures=w.failures,

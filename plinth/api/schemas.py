@@ -187,6 +187,11 @@ class JobOut(BaseModel):
     state: str
     reason: str
     spec: dict[str, Any] = Field(description="the spec as submitted, normalised")
+    template: dict[str, Any] | None = Field(
+        default=None,
+        description="for a job expanded from a template: {name, version, params} (every "
+        "parameter's resolved value); spec is then the expanded spec it ran",
+    )
     code: CodeOut | None
     attempt: int = Field(description="0-based index of the current attempt")
     failures: int = Field(description="failed attempts so far")

@@ -24,6 +24,94 @@ class InputError(ValueError):
     """Bad input from the command line or a spec file; the message says what to fix."""
 
 
+#: Deepest nesting of lists and mappings a spec or parameter may have.
+MAX_NESTING = 64
+#: Most values (after YAML aliases are expanded) a spec or parameter may hold.
+MAX_VALUES = 1_000_000
+_NON_JSON = {"date": "a date", "datetime": "a timestamp", "bytes": "binary data",
+             "set": "a set", "tuple": "a tuple"}  # fmt: skip
+
+
+def load_yaml(text: str, what: str) -> Any:
+    """Parse YAML text into plain JSON values; InputError naming the problem for
+    malformed YAML, nesting too deep for the parser, or values JSON cannot carry."""
+    try:
+        data = yaml.safe_load(text)
+    except RecursionError:
+        raise InputError(
+            f"{what} is nested too deeply to read (more than about 300 levels of lists or "
+            f"mappings); at most {MAX_NESTING} are allowed"
+        ) from None
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(f"{what} is not valid YAML{where}: {problem}") from None
+    check_plain_json(data, what)
+    return data
+
+
+def check_plain_json(value: Any, what: str) -> None:
+    """Raise InputError unless `value` is plain JSON: text-keyed mappings, lists,
+    text, finite numbers, booleans and null, at most MAX_NESTING deep, with no
+    cycles (a YAML anchor inside itself) and at most MAX_VALUES values in all
+    (aliases repeated to blow a spec up). The message names the path and the fix."""
+    count = 0
+    ancestors: set[int] = set()
+
+    def walk(v: Any, path: str, depth: int) -> None:
+        nonlocal count
+        count += 1
+        here = path or "the top level"
+        if count > MAX_VALUES:
+            raise InputError(
+                f"{what}: more than {MAX_VALUES} values once YAML aliases are expanded; "
+                "write the values out or make the spec smaller"
+            )
+        if v is None or isinstance(v, bool | int | str):
+            return
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise InputError(
+                    f"{what}: {here} is {v}, not a finite number (JSON has no NaN or "
+                    "infinity); give a number"
+                )
+            return
+        if isinstance(v, dict | list):
+            if id(v) in ancestors:
+                raise InputError(
+                    f"{what}: {here} contains itself (a YAML anchor used inside its own "
+                    "value); write the value out"
+                )
+            if depth >= MAX_NESTING:
+                raise InputError(
+                    f"{what}: {here} is nested more than {MAX_NESTING} levels deep; flatten it"
+                )
+            ancestors.add(id(v))
+            if isinstance(v, dict):
+                for k, x in v.items():
+                    if not isinstance(k, str):
+                        raise InputError(
+                            f"{what}: {here} has the key {k!r} ({type(k).__name__}); keys "
+                            "must be text: quote it"
+                        )
+                    walk(x, f"{path}.{k}" if path else k, depth + 1)
+            else:
+                for i, x in enumerate(v):
+                    walk(x, f"{path}[{i}]", depth + 1)
+            ancestors.discard(id(v))
+            return
+        kind = _NON_JSON.get(type(v).__name__, f"a {type(v).__name__}")
+        raise InputError(
+            f"{what}: {here} is {kind} ({v!r:.40}), which JSON cannot carry; quote it "
+            "to make it text"
+        )
+
+    walk(value, "", 0)
+
+
 def parse_kv_list(text: str, option: str) -> dict[str, str]:
     """Parse ``"a=1,b=2"`` into ``{"a": "1", "b": "2"}``.
 
@@ -110,6 +198,7 @@ def parse_params(items: list[str], option: str = "--param") -> dict[str, Any]:
         if any(c.isspace() for c in key):
             raise InputError(f"{option}: parameter name {key!r} must not contain spaces")
         params[key] = parse_scalar(value)
+        check_plain_json(params[key], f"{option} {key}")
     return params
 
 
@@ -119,7 +208,7 @@ def parse_scalar(value: str) -> Any:
         return ""
     try:
         parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return value
     if isinstance(parsed, (list, dict)) and not value.lstrip().startswith(("[", "{")):
         # "a: b" parses as a mapping; on a command line it was meant as text.

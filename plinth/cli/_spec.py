@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from plinth.cli._parse import InputError
+from plinth.cli._parse import InputError, load_yaml
 
 # scp-like git addresses ("git@host:org/repo.git") are remote, not local paths.
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
@@ -42,21 +40,21 @@ def load_spec(path: Path) -> dict[str, Any]:
         raise InputError(f"job spec {str(path)!r} is a directory; give the YAML file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read job spec {str(path)!r}: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(f"job spec {str(path)!r} is not valid YAML{where}: {problem}") from None
+    data = load_yaml(text, f"job spec {str(path)!r}")
     if not isinstance(data, dict):
         raise InputError(
             f"job spec {str(path)!r} must be a mapping with at least 'name' and 'roles' "
             f"(got {type(data).__name__})"
         )
     return data
+
+
+def template_ref(text: str) -> dict[str, Any]:
+    """``NAME`` or ``NAME@VERSION`` (from --template) as spec keys ``template``/``version``."""
+    name, sep, version = text.partition("@")
+    if not name or (sep and not version.isdigit()) or (sep and int(version) < 1):
+        raise InputError(f"--template: {text!r} is not NAME or NAME@VERSION (e.g. sparse-ctr@2)")
+    return {"template": name, **({"version": int(version)} if sep else {})}
 
 
 def prepare_spec(

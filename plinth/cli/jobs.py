@@ -11,7 +11,7 @@ import typer
 from plinth.cli import _output as out
 from plinth.cli._context import OutputOption, get_client
 from plinth.cli._parse import InputError, parse_params
-from plinth.cli._spec import load_spec, prepare_spec
+from plinth.cli._spec import load_spec, prepare_spec, template_ref
 from plinth.client import Client, LogLine, NotFoundError, ValidationError
 
 app = typer.Typer(
@@ -64,6 +64,7 @@ def show_job(job: dict[str, Any], output: out.Output) -> None:
             ("group", out.escape(job.get("group"))),
             ("user", out.escape(job.get("user"))),
             ("roles", out.escape(_roles_summary(job))),
+            ("template", out.escape(_template_summary(job.get("template")))),
             ("code", out.escape(_code_summary(job.get("code")))),
             ("attempt", job.get("attempt")),
             ("retries", job.get("retries")),
@@ -73,6 +74,18 @@ def show_job(job: dict[str, Any], output: out.Output) -> None:
             ("finished", out.fmt_time(job.get("finished_at"))),
         ]
     )
+    if job.get("template"):
+        import yaml
+
+        out.print_line("spec (expanded from the template):")
+        out.print_line(yaml.safe_dump(job.get("spec"), sort_keys=False).rstrip())
+
+
+def _template_summary(t: Any) -> str | None:
+    if not t:
+        return None
+    given = ", ".join(f"{k}={v}" for k, v in (t.get("params") or {}).items())
+    return f"{t.get('name')} v{t.get('version')} ({given})"
 
 
 def _stream_label(role: str, replica: int, attempt: int) -> str:
@@ -142,7 +155,19 @@ def _submitted(job: dict[str, Any], output: out.Output, *, waiting: bool) -> Non
 @app.command()
 def submit(
     ctx: typer.Context,
-    spec_file: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="Job spec (YAML).")],
+    spec_file: Annotated[
+        Path | None,
+        typer.Argument(metavar="[SPEC.yaml]", help="Job spec (YAML); optional with --template."),
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            "--template",
+            "-t",
+            metavar="NAME[@VERSION]",
+            help="Expand this template (see `plinth template show NAME`) with the --param values.",
+        ),
+    ] = None,
     code: Annotated[
         Path | None, typer.Option("--code", help="Upload this directory as the job's code.")
     ] = None,
@@ -166,14 +191,22 @@ def submit(
     follow: FollowOption = False,
     output: OutputOption = out.Output.table,
 ) -> None:
-    """Submit a job from a YAML spec; print its id (or the job with -o json).
+    """Submit a job from a YAML spec or a template; print its id (or the job with -o json).
 
     code: {upload: DIR} in the spec is relative to the spec file and is
     uploaded before submitting; --code DIR / --git URL --ref REF replace it.
+    With --template NAME (or template: NAME in the spec file) the --param values
+    are the template's parameters, checked and expanded by the server.
     """
+    if spec_file is None and template is None:
+        raise InputError("give a job spec file (SPEC.yaml) or --template NAME")
+    raw = load_spec(spec_file) if spec_file is not None else {}
+    if template is not None:
+        raw.update(template_ref(template))
+    what = f"job spec {str(spec_file)!r}" if spec_file is not None else "the job"
     prepared = prepare_spec(
-        load_spec(spec_file),
-        spec_file.resolve().parent,
+        raw,
+        spec_file.resolve().parent if spec_file is not None else Path.cwd(),
         code_dir=code,
         git=git,
         ref=ref,
@@ -191,9 +224,7 @@ def submit(
     try:
         job = dict(client.jobs.submit(prepared.spec))
     except ValidationError as exc:
-        raise InputError(
-            f"the server rejected job spec {str(spec_file)!r}: {exc.message}"
-        ) from None
+        raise InputError(f"the server rejected {what}: {exc.message}") from None
     _submitted(job, output, waiting=wait or follow)
     if wait or follow:
         _finish(client, str(job["id"]), output, follow=follow)

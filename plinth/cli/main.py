@@ -19,12 +19,17 @@ from typer.core import TyperGroup
 from plinth.cli import _output as out
 from plinth.cli._context import OutputOption, Settings, get_client
 from plinth.cli._parse import InputError
+from plinth.cli.admin import app as admin_app
+from plinth.cli.data import app as data_app
 from plinth.cli.groups import app as groups_app
+from plinth.cli.job_metrics import metrics as job_metrics_command
 from plinth.cli.jobs import app as jobs_app
 from plinth.cli.models import app as models_app
 from plinth.cli.nodes import app as nodes_app
 from plinth.cli.queue import queue as queue_command
 from plinth.cli.quotas import quota_app, reservation_app
+from plinth.cli.templates import app as templates_app
+from plinth.cli.tokens import app as tokens_app
 from plinth.cli.users import app as users_app
 from plinth.client import APIError, AuthError, InvalidInputError, PlinthError
 
@@ -72,14 +77,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+jobs_app.command("metrics")(job_metrics_command)
 app.add_typer(jobs_app, name="job")
+app.add_typer(templates_app, name="template")
 app.add_typer(groups_app, name="group")
 app.add_typer(users_app, name="user")
 app.add_typer(nodes_app, name="node")
 app.add_typer(quota_app, name="quota")
 app.add_typer(reservation_app, name="reservation")
+app.add_typer(tokens_app, name="token")
+app.add_typer(admin_app, name="admin")
 app.add_typer(models_app, name="model")
 app.command("queue")(queue_command)
+app.add_typer(data_app, name="data")
 
 train_app = typer.Typer(help="Train models (runs in this process).", no_args_is_help=True)
 app.add_typer(train_app, name="train")

@@ -8,6 +8,8 @@ from plinth.client._admin import Files, Groups, Nodes, QuotaExpansions, Reservat
 from plinth.client._http import API_PREFIX, Transport, resolve_token, resolve_url
 from plinth.client._jobs import Jobs
 from plinth.client._models import Models
+from plinth.client._security import Admin, Tokens
+from plinth.client._templates import Metrics, Templates
 from plinth.client._types import User
 
 
@@ -36,6 +38,10 @@ class Client:
         self.jobs = Jobs(self._transport)
         self.quota_expansions = QuotaExpansions(self._transport)
         self.reservations = Reservations(self._transport)
+        self.tokens = Tokens(self._transport)
+        self.admin = Admin(self._transport)
+        self.templates = Templates(self._transport)
+        self.metrics = Metrics(self._transport)
         self.models = Models(self._transport, self.files)
 
     @property

@@ -32,7 +32,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from plinth.data.schema import NumericTransform, Schema
-from plinth.sparse.hashing import hash_values
 from plinth.sparse.jagged import Batch, BatchError, KeyedJaggedTensor
 
 __all__ = ["DataError", "ParquetReader", "expand_paths", "table_to_batch"]
@@ -53,6 +52,8 @@ def expand_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
             if not matches:
                 raise DataError(f"no files match {s!r}; check the data path")
             out.extend(Path(m) for m in matches)
+        elif Path(s).is_dir() and (dataset := _dataset_files(Path(s))) is not None:
+            out.extend(dataset)
         elif Path(s).is_dir():
             matches = sorted(Path(s).rglob("*.parquet"))
             if not matches:
@@ -66,8 +67,36 @@ def expand_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
     return [p for p in out if not (p in seen or seen.add(p))]
 
 
+def _dataset_files(directory: Path) -> list[Path] | None:
+    """A built dataset's files (its manifest's list), or None for a plain directory.
+
+    A dataset whose build did not finish (``_BUILDING`` and no manifest) is refused rather
+    than read in part.
+    """
+    from plinth.data import manifest as mf
+
+    try:
+        m = mf.read_manifest(directory)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    if m is not None:
+        return mf.dataset_files(directory, m)
+    if (directory / mf.BUILDING_MARKER).exists():
+        raise DataError(f"dataset {directory} has no manifest: its build did not finish; "
+                        "run `plinth data build` again")
+    return None
+
+
 def table_to_batch(table: pa.Table, schema: Schema, first_sample: int = 0) -> Batch:
     """Convert ``table`` (holding at least the schema's columns) into a :class:`Batch`."""
+    # Imported here: numba's compiler costs ~200 MB, which sample builds (that import this
+    # module for DataError and expand_paths) should not pay.
+    from plinth.sparse.hashing import hash_values
+
+    if schema.derived:  # raw records (serving) may lack bucketized/crossed columns
+        from plinth.data.transforms import apply_derived
+
+        table = apply_derived(table, schema, only_missing=True)
     n = table.num_rows
     values, lengths = [], []
     for f in schema.categorical:

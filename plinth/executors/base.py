@@ -24,7 +24,10 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+if TYPE_CHECKING:  # a supervisor imports this package: keep it free of numpy
+    from plinth.scheduler.resources import Resources
 
 __all__ = [
     "EXIT_LOST",
@@ -56,6 +59,13 @@ class NodeCapacity:
     memory_mib: int
     gpu: int
     address: str = "127.0.0.1"
+
+    @property
+    def resources(self) -> Resources:
+        """The node's total capacity as the one resource value."""
+        from plinth.scheduler.resources import Resources
+
+        return Resources(float(self.cpu), int(self.memory_mib), int(self.gpu))
 
 
 @dataclass(frozen=True)
@@ -188,6 +198,15 @@ class Executor(ABC):
         overrides it.
         """
         return []
+
+    def exit_reason(self, handle: dict) -> str | None:
+        """Why an ended replica ended, beyond its exit code, or ``None`` when the backend
+        cannot tell: ``"timeout"`` (the backend stopped it at ``timeout_s``) or
+        ``"stopped"`` (it ended on a stop signal -- which the server compares with the
+        stops it asked for). Called only after ``poll`` returned a code. The default
+        knows nothing; :class:`~plinth.executors.local.LocalExecutor` reads what its
+        supervisor wrote."""
+        return None
 
     # -- helpers shared by all backends (not part of what a backend must write) --
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -80,6 +81,16 @@ def inherited_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         for k, v in environ.items()
         if k in INHERITED_ENV or k.startswith(INHERITED_ENV_PREFIXES)
     }
+
+
+def _identity_env(uid: int, workdir: Path) -> dict[str, str]:
+    """HOME, USER and LOGNAME of a replica running as ``uid``: the server's own would
+    point into a home the replica cannot enter."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    return {"HOME": os.fspath(os.path.abspath(workdir)), "USER": name, "LOGNAME": name}
 
 
 #: A port handed out is not handed out again for this long (seconds): the replica
@@ -177,7 +188,12 @@ class LocalExecutor(Executor):
     ``nodes``: the capacity to report (``NodeCapacity`` or ``{name, cpu, memory,
     gpu}`` mappings, memory like ``"4Gi"``); default this machine as node
     ``"local"``. ``state_dir``: where per-replica status directories go (default:
-    a ``.status`` folder beside each log file). ``python``: the interpreter that
+    a ``.status`` folder beside each log file). ``run_as_owner``: run each replica as
+    the owner of its working directory (refusing root-owned ones) -- the server's
+    isolation mode prepares directories owned by each group's OS user (see
+    plinth.services.isolation). ``log_max_bytes``: each attempt's log is kept to about
+    this size, its head and tail (0: no cap; see supervisor.CappedLog). ``python``:
+    the interpreter that
     runs the supervisor (default ``sys.executable``). ``nice``: the niceness increment
     (0-19) every supervisor runs at (started through ``nice``, or applying it itself
     first where there is no ``nice``), inherited by the command: replicas then yield
@@ -192,12 +208,18 @@ class LocalExecutor(Executor):
         state_dir: str | Path | None = None,
         python: str | None = None,
         nice: int = 0,
+        run_as_owner: bool = False,
+        log_max_bytes: int = 0,
     ) -> None:
         if not 0 <= int(nice) <= 19:
             raise ValueError(f"nice must be an increment from 0 to 19, got {nice!r}")
         # Not by a preexec_fn: that would make Popen fork instead of vfork, costing ~ms
         # per launch. By `nice` in front of the supervisor where there is one, so that
         # the interpreter's own start-up is niced too; else by the supervisor's first line.
+        self._run_as_owner = bool(run_as_owner)
+        if log_max_bytes < 0:
+            raise ValueError(f"log_max_bytes must be >= 0 (0: no cap), got {log_max_bytes}")
+        self._log_max = int(log_max_bytes)
         self._python = python or sys.executable
         nice_program = shutil.which("nice") if nice else None
         # Not in front of a missing interpreter: Popen then fails at once, as it should,
@@ -253,6 +275,9 @@ class LocalExecutor(Executor):
         env = inherited_env()
         env.update(spec.env)
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.gpus)
+        run_as = self._owner(spec.workdir) if self._run_as_owner else None
+        if run_as is not None:
+            env.update(_identity_env(run_as[0], spec.workdir))
         argv = [
             *self._prefix, self._python, "-I", "-S", "-c", self._boot, _SUPERVISOR_PATH,
             "--status-dir", status_dir,
@@ -261,6 +286,10 @@ class LocalExecutor(Executor):
         ]  # fmt: skip
         if spec.timeout_s is not None:
             argv += ["--timeout", repr(float(spec.timeout_s))]
+        if run_as is not None:
+            argv += ["--user", f"{run_as[0]}:{run_as[1]}"]
+        if self._log_max:
+            argv += ["--log-max", str(self._log_max)]
         argv += ["--", *spec.command]
         try:
             proc = subprocess.Popen(
@@ -292,6 +321,20 @@ class LocalExecutor(Executor):
             "replica": spec.replica,
             "attempt": spec.attempt,
         }
+
+    @staticmethod
+    def _owner(workdir: Path) -> tuple[int, int]:
+        """(uid, gid) the replica runs as: its working directory's owner, never root."""
+        try:
+            st = os.stat(workdir)
+        except FileNotFoundError:
+            raise ValueError(f"working directory {workdir} does not exist") from None
+        if st.st_uid == 0:
+            raise ValueError(
+                f"working directory {workdir} belongs to root: isolated replicas run as "
+                "their working directory's owner, and never as root"
+            )
+        return st.st_uid, st.st_gid
 
     def _status_base(self, workload_id: str, log_path: str) -> str:
         if self._state_dir is not None:

@@ -4,9 +4,13 @@ The pattern of containerd's shim and conmon. A process that is not the server's
 child cannot be waited on, so each replica runs under this supervisor, started by
 the local executor in its own session (it outlives the server). The supervisor
 
-* opens the attempt's log file (append) and gives it to the command as stdout and
-  stderr -- one open file description, so the order of lines is kept;
-* starts the command in a process group of its own (pgid = the command's pid);
+* owns the attempt's log file: the command's stdout and stderr are one pipe that
+  the supervisor copies into the log (order kept), bounded by ``--log-max`` bytes:
+  past it the log keeps its head and its tail and says how much it dropped
+  (:class:`CappedLog`);
+* starts the command in a process group of its own (pgid = the command's pid), as
+  ``--user UID:GID`` when given (the supervisor itself stays the server's user, so
+  the log and the status directory are out of the command's reach);
 * writes ``pid`` into the status directory, then, when the command has ended,
   ``reason`` and ``exit_code`` (each atomically: temp file + rename);
 * on SIGTERM or SIGINT sends SIGTERM to the command's process group, waits the
@@ -81,12 +85,85 @@ def write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+class CappedLog:
+    """The replica's log file, written only by the supervisor, bounded to about
+    ``cap`` bytes: it keeps the first ``cap/4`` bytes (the head), then one marker line
+    saying how many bytes were dropped, then the last bytes written (the tail, up to
+    ``cap*3/8`` after each compaction, growing to twice that before the next). The
+    marker has a fixed width, so a compaction rewrites it in place. ``cap`` 0: no cap.
+    """
+
+    def __init__(self, path: str, cap: int) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.cap = max(int(cap), 0)
+        self.size = os.fstat(self.fd).st_size
+        self.head = self.cap // 4
+        self.tail = (self.cap - self.head) * 3 // 8
+        self.dropped = 0
+
+    def _marker(self) -> bytes:
+        return (f"\n{_PREFIX} log over its cap of {self.cap} bytes: "
+                f"{self.dropped:>20} bytes dropped here\n").encode()  # fmt: skip
+
+    def write(self, data: bytes) -> None:
+        os.pwrite(self.fd, data, self.size)  # the only writer: the end is known
+        self.size += len(data)
+        if not self.cap:
+            return
+        body = self.head + (len(self._marker()) if self.dropped else 0)
+        if self.size - body > 2 * self.tail:
+            self._compact(body)
+
+    def _compact(self, body: int) -> None:
+        """Keep the head and the last ``tail`` bytes; drop what is between."""
+        keep = os.pread(self.fd, self.tail, self.size - self.tail)
+        self.dropped += self.size - body - len(keep)
+        marker = self._marker()
+        os.pwrite(self.fd, marker + keep, self.head)
+        os.ftruncate(self.fd, self.head + len(marker) + len(keep))
+        self.size = self.head + len(marker) + len(keep)
+
+
+#: Where supervisor notes go: the replica's log once it is open.
+_LOG: CappedLog | None = None
+#: The read end of the command's output pipe, drained into _LOG.
+_OUTPUT: int | None = None
+
+
 def _say(message: str) -> None:
-    # fd 2 is the replica's log once it is open: supervisor notes are marked lines in it.
+    # Supervisor notes are marked lines in the replica's log.
     try:
-        os.write(2, f"{_PREFIX} {message}\n".encode())
+        if _LOG is not None:
+            _LOG.write(f"{_PREFIX} {message}\n".encode())
+        else:
+            os.write(2, f"{_PREFIX} {message}\n".encode())
     except OSError:
         pass
+
+
+def _pump(max_bytes: int = 1 << 20) -> bool:
+    """Move what the command wrote (up to `max_bytes`) from its pipe to the log;
+    False once the pipe is at its end (every writer closed it)."""
+    global _OUTPUT
+    if _OUTPUT is None:
+        return False
+    moved = 0
+    while moved < max_bytes:
+        try:
+            data = os.read(_OUTPUT, 65536)
+        except BlockingIOError:
+            return True
+        if not data:
+            os.close(_OUTPUT)
+            _OUTPUT = None
+            return False
+        moved += len(data)
+        if _LOG is not None:
+            try:
+                _LOG.write(data)
+            except OSError:  # e.g. the disk is full: the command must not block on us
+                pass
+    return True
 
 
 def _group_exists(pgid: int) -> bool:
@@ -133,6 +210,7 @@ def _wait_group_gone(pgid: int, seconds: float) -> bool:
     deadline = time.monotonic() + max(seconds, 0.0)
     while True:
         _reap_orphans()
+        _pump()  # a member blocked on a full pipe would never see its SIGTERM
         if not _group_exists(pgid):
             return True
         if time.monotonic() >= deadline:
@@ -156,6 +234,49 @@ def _finish_group(pgid: int, grace_s: float, term_sent: bool, kill_sent: bool = 
     _wait_group_gone(pgid, _KILL_WAIT_S)
 
 
+def _spawn_as(command: list[str], uid: int, gid: int, output: int) -> int:
+    """Start ``command`` as ``uid``:``gid`` (no supplementary groups) in a process
+    group of its own; return its pid. posix_spawn cannot change the user, so: fork,
+    drop privileges in the child, exec. The child reports a failure before or at
+    exec through a close-on-exec pipe, raised here as the OSError it met."""
+    err_r, err_w = os.pipe()  # non-inheritable: closed by a successful exec
+    pid = os.fork()
+    if pid == 0:  # the child: only async-signal-safe-ish calls, then exec or _exit
+        try:
+            os.close(err_r)
+            os.setpgid(0, 0)
+            os.dup2(output, 1)
+            os.dup2(output, 2)
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            os.execvpe(command[0], command, os.environ)
+        except OSError as exc:
+            os.write(err_w, f"{exc.errno or 0}".encode())
+        except BaseException:  # noqa: BLE001 - never return into the supervisor's code
+            os.write(err_w, b"0")
+        os._exit(127)
+    os.close(err_w)
+    try:
+        data = b""
+        while chunk := os.read(err_r, 64):
+            data += chunk
+    finally:
+        os.close(err_r)
+    if data:
+        os.waitpid(pid, 0)
+        code = int(data or b"0")
+        raise (FileNotFoundError if code == 2 else OSError)(code, os.strerror(code))
+    return pid
+
+
+def _parse_user(value: str) -> tuple[int, int]:
+    uid, _, gid = value.partition(":")
+    return int(uid), int(gid or uid)
+
+
 def _read_grace(status_dir: str, default: float) -> float:
     try:
         with open(os.path.join(status_dir, "stop")) as f:
@@ -165,8 +286,17 @@ def _read_grace(status_dir: str, default: float) -> float:
 
 
 class _Supervisor:
-    def __init__(self, status_dir: str, grace_s: float, timeout_s: float | None) -> None:
+    def __init__(
+        self,
+        status_dir: str,
+        grace_s: float,
+        timeout_s: float | None,
+        run_as: tuple[int, int] | None = None,
+        log_max: int = 0,
+    ) -> None:
         self.status_dir = status_dir
+        self.run_as = run_as
+        self.log_max = log_max
         self.grace_s = grace_s
         self.timeout_s = timeout_s
         self.stop_requested = False
@@ -207,30 +337,40 @@ class _Supervisor:
         signal.signal(signal.SIGHUP, lambda s, f: None)  # the server's terminal going away
         signal.signal(signal.SIGCHLD, lambda s, f: None)  # only to write the wakeup fd
 
+        global _LOG, _OUTPUT
         os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        # fds 1 and 2 become one open file description: the command's stdout and
-        # stderr interleave in the order written. fd 0 is /dev/null from the
-        # executor, and the executor closed every other fd of the server.
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        os.close(log_fd)
+        _LOG = CappedLog(log_path, self.log_max)
+        # The command's stdout and stderr are one pipe that only we read: the order of
+        # lines is kept, the log stays bounded, and the command never holds the log
+        # file itself (it may be another user). fd 0 is /dev/null from the executor,
+        # and the executor closed every other fd of the server.
+        _OUTPUT, out_w = os.pipe()  # non-inheritable; dup2'd to the command's 1 and 2
+        os.set_blocking(_OUTPUT, False)
 
         try:
-            child_pid = os.posix_spawnp(
-                command[0],
-                command,
-                os.environ,
-                setpgroup=0,  # its own process group, pgid = its pid
-                # Python ignores these; the command gets the defaults back.
-                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
-                setsigmask=(),
-            )
+            if self.run_as is None:
+                child_pid = os.posix_spawnp(
+                    command[0],
+                    command,
+                    os.environ,
+                    setpgroup=0,  # its own process group, pgid = its pid
+                    # Python ignores these; the command gets the defaults back.
+                    setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+                    setsigmask=(),
+                    file_actions=[
+                        (os.POSIX_SPAWN_DUP2, out_w, 1),
+                        (os.POSIX_SPAWN_DUP2, out_w, 2),
+                    ],
+                )
+            else:
+                child_pid = _spawn_as(command, *self.run_as, output=out_w)
         except OSError as exc:
+            os.close(out_w)
             code = 127 if isinstance(exc, FileNotFoundError) else 126
             _say(f"cannot execute {command[0]!r}: {exc.strerror or exc}")
             self._record("exec-failed", code)
             return code
+        os.close(out_w)
         pgid = child_pid
         start = proc_start_time(child_pid)
         write_atomic(os.path.join(self.status_dir, "pid"), f"{child_pid} {start or 0}\n")
@@ -269,7 +409,12 @@ class _Supervisor:
                 waits.append(self.kill_at - now)
             if timeout_at is not None and not self.term_sent:
                 waits.append(timeout_at - now)
-            select.select([wake_r], [], [], max(min(waits), 0.0) if waits else None)
+            readable, _, _ = select.select(
+                [wake_r] if _OUTPUT is None else [wake_r, _OUTPUT], [], [],
+                max(min(waits), 0.0) if waits else None,
+            )  # fmt: skip
+            if _OUTPUT is not None and _OUTPUT in readable:
+                _pump()
             try:
                 while os.read(wake_r, 4096):
                     pass
@@ -280,7 +425,11 @@ class _Supervisor:
         remaining = self.grace_s
         if self.kill_at is not None:
             remaining = max(self.kill_at - time.monotonic(), 0.0)
+        _pump()
         _finish_group(pgid, remaining, term_sent=self.term_sent, kill_sent=self.kill_sent)
+        while _pump():  # the rest; writers outside the group (daemons) get no wait
+            if not select.select([_OUTPUT], [], [], 0.05)[0]:
+                break
         self._record(self.reason, code)
         return code
 
@@ -304,7 +453,8 @@ def kill_group(pgid: int, leader_start: int, grace_s: float) -> int:
 
 _USAGE = """\
 usage: python -m plinth.executors.supervisor --status-dir DIR --log FILE
-                 [--grace SECONDS] [--timeout SECONDS] -- COMMAND [ARG ...]
+                 [--grace SECONDS] [--timeout SECONDS] [--user UID:GID]
+                 [--log-max BYTES] -- COMMAND [ARG ...]
        python -m plinth.executors.supervisor --kill-group PGID [--leader-start TICKS]
                  [--grace SECONDS]
 
@@ -321,6 +471,8 @@ class _Args:
     timeout: float | None = None
     kill_group: int | None = None
     leader_start: int = 0
+    user: tuple[int, int] | None = None
+    log_max: int = 0
     command: list[str]
 
 
@@ -331,6 +483,8 @@ _OPTIONS = {
     "--timeout": ("timeout", float),
     "--kill-group": ("kill_group", int),
     "--leader-start": ("leader_start", int),
+    "--user": ("user", _parse_user),
+    "--log-max": ("log_max", int),
 }
 
 
@@ -371,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     if args.kill_group is not None:
         return kill_group(args.kill_group, args.leader_start, args.grace)
-    supervisor = _Supervisor(args.status_dir, args.grace, args.timeout)
+    supervisor = _Supervisor(args.status_dir, args.grace, args.timeout, args.user, args.log_max)
     try:
         supervisor.run(args.command, args.log)
     except OSError as exc:  # e.g. the log directory is not writable

@@ -1,20 +1,27 @@
 """Resource vectors: cpu (cores, fractions allowed), memory (MiB), gpu (whole devices).
 
-`Resources` is an immutable value with the few vector operations the scheduler
-needs. Hot loops (placement, quota checks) work on plain ``(cpu, memory, gpu)``
-tuples from :meth:`Resources.as_tuple` instead, because attribute access on
-dataclasses costs more than tuple indexing in CPython.
+`Resources` is THE resource value of Plinth: the scheduler, the services and the
+executors' capacities all speak it, and "fits" is written once (:meth:`fits_in`)
+with one tolerance (:data:`CPU_EPS`). It converts to and from the stored/JSON form
+``{"cpu", "memory", "gpu"}`` (:meth:`to_dict`, :meth:`from_dict`).
+
+Hot loops (placement, quota checks) work on plain ``(cpu, memory, gpu)`` tuples
+or numpy rows from :meth:`Resources.as_tuple` instead, because attribute access on
+dataclasses costs more than tuple indexing in CPython; they use the same
+:data:`CPU_EPS`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 #: Names of the resource dimensions, in tuple order.
 RESOURCE_NAMES: tuple[str, str, str] = ("cpu", "memory", "gpu")
 
-# Fractional cores are summed many times; compare with a tolerance so that
-# 0.1 + 0.2 still "fits" in 0.3.
+#: The one tolerance of resource comparisons: fractional cores are summed many times,
+#: so 0.1 + 0.2 must still "fit" in 0.3. Memory (MiB) and GPUs are whole numbers.
 CPU_EPS = 1e-9
 
 
@@ -72,6 +79,26 @@ class Resources:
 
     def get(self, name: str) -> float:
         return getattr(self, name)
+
+    def dominant_share(self, total: Resources) -> float:
+        """The largest fraction of `total` this vector takes in any dimension (DRF's
+        dominant share); dimensions `total` lacks are ignored. 0.0 for an empty total."""
+        shares = [
+            mine / whole
+            for mine, whole in zip(self.as_tuple(), total.as_tuple(), strict=True)
+            if whole > 0
+        ]
+        return max(shares, default=0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored / JSON form: ``{"cpu": float, "memory": int (MiB), "gpu": int}``."""
+        return {"cpu": float(self.cpu), "memory": int(self.memory), "gpu": int(self.gpu)}
+
+    @classmethod
+    def from_dict(cls, q: Mapping[str, Any] | None) -> Resources:
+        """From the stored / JSON form; missing dimensions are zero."""
+        q = q or {}
+        return cls(float(q.get("cpu", 0)), int(q.get("memory", 0)), int(q.get("gpu", 0)))
 
     def __str__(self) -> str:
         return f"cpu={format_amount('cpu', self.cpu)},memory={format_amount('memory', self.memory)}" + (

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plinth import scheduler as core
+from plinth.scheduler.resources import Resources
 
 __all__ = ["NodeFree", "ReplicaDemand", "unplaceable_reason"]
-
-_EPS = 1e-9  # cpu is fractional; tolerate float rounding in sums
 
 
 @dataclass(frozen=True)
@@ -29,6 +28,10 @@ class NodeFree:
     memory: int
     gpus: tuple[int, ...]
 
+    @property
+    def capacity(self) -> Resources:
+        return Resources(self.cpu, self.memory, len(self.gpus))
+
 
 @dataclass(frozen=True)
 class ReplicaDemand:
@@ -38,6 +41,11 @@ class ReplicaDemand:
     memory: int
     gpu: int
 
+    @property
+    def resources(self) -> Resources:
+        """What one replica asks for."""
+        return Resources(self.cpu, self.memory, self.gpu)
+
     def describe(self) -> str:
         return (
             f"{self.role}-{self.replica} (cpu={self.cpu:g}, memory={self.memory}Mi, gpu={self.gpu})"
@@ -46,9 +54,7 @@ class ReplicaDemand:
 
 @dataclass
 class _Free:
-    cpu: float
-    memory: int
-    gpus: int
+    left: Resources
     has_gpus: bool  # a GPU node (for the CPU-only rule), whatever is left free
 
 
@@ -59,15 +65,14 @@ def _place(
 ) -> ReplicaDemand | None:
     """First-fit every replica, in order, on the empty `nodes`: None when all fit, else
     the first that did not. `allowed(node, replica)`: may the replica go there at all."""
-    free = [_Free(n.cpu, n.memory, len(n.gpus), bool(n.gpus)) for n in nodes]
+    free = [_Free(n.capacity, bool(n.gpus)) for n in nodes]
     for r in replicas:
+        need = r.resources
         for n in free:
             if allowed is not None and not allowed(n, r):
                 continue
-            if n.cpu + _EPS >= r.cpu and n.memory >= r.memory and n.gpus >= r.gpu:
-                n.cpu -= r.cpu
-                n.memory -= r.memory
-                n.gpus -= r.gpu
+            if need.fits_in(n.left):
+                n.left = n.left - need
                 break
         else:
             return r

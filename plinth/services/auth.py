@@ -13,14 +13,16 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from plinth.services.errors import Forbidden, Unauthorized
-from plinth.store.models import Group, Token, User
+from plinth.services.lifecycle import FINAL
+from plinth.store.models import Group, Token, User, Workload, utcnow
 
 __all__ = [
     "ADMIN_NAME",
@@ -37,6 +39,7 @@ __all__ = [
     "write_admin_token",
 ]
 
+_FINAL_STATES = frozenset(s.value for s in FINAL)
 ADMIN_NAME = "admin"
 DEFAULT_GROUP = "default"
 TOKEN_PREFIX = "plt_"
@@ -52,6 +55,8 @@ class Principal:
     group: str
     admin: bool
     workload_id: str | None = None  # set for a workload-scoped token
+    #: When the token expires (None: never); the principal cache keeps it no longer.
+    expires_at: datetime | None = field(default=None, compare=False)
 
     @property
     def scoped(self) -> bool:
@@ -76,20 +81,34 @@ def issue_token(session: Session, user_id: int, workload_id: str | None = None) 
 
 
 def authenticate(session: Session, token: str | None) -> Principal:
-    """Resolve a bearer token to its principal; raise Unauthorized when absent or unknown."""
+    """Resolve a bearer token to its principal; raise Unauthorized when absent, unknown,
+    revoked, expired, its user disabled, or (a workload-scoped token) its workload
+    finished -- the message says which."""
     if not token:
         raise Unauthorized("missing token: send 'Authorization: Bearer <token>'")
     row = session.execute(
-        select(Token.workload_id, User.id, User.name, User.admin, Group.id, Group.name)
+        select(Token.workload_id, User.id, User.name, User.admin, Group.id, Group.name,
+               Token.revoked_at, Token.expires_at, User.disabled, Workload.state)
         .join(User, Token.user_id == User.id)
         .join(Group, User.group_id == Group.id)
+        .outerjoin(Workload, Token.workload_id == Workload.id)
         .where(Token.token_hash == hash_token(token))
-    ).first()
+    ).first()  # fmt: skip
     if row is None:
         raise Unauthorized("invalid token")
-    workload_id, uid, uname, admin, gid, gname = row
+    workload_id, uid, uname, admin, gid, gname, revoked, expires, disabled, wstate = row
+    if revoked is not None:
+        raise Unauthorized("this token was revoked")
+    if disabled:
+        raise Unauthorized(f"user {uname!r} is disabled")
+    if expires is not None and expires <= utcnow():
+        raise Unauthorized("this token has expired: ask for a new one")
+    if workload_id is not None and (wstate is None or wstate in _FINAL_STATES):
+        raise Unauthorized(f"workload {workload_id} has finished: its token no longer works")
     # A workload-scoped token never carries its user's admin rights.
-    return Principal(uid, uname, gid, gname, bool(admin) and workload_id is None, workload_id)
+    return Principal(
+        uid, uname, gid, gname, bool(admin) and workload_id is None, workload_id, expires
+    )
 
 
 def require_admin(p: Principal) -> None:
@@ -157,8 +176,11 @@ def write_admin_token(home: Path, token: str) -> Path:
 class PrincipalCache:
     """Remembers resolved tokens for `ttl_s` seconds (saves a query per API request).
 
-    Safe because tokens are only ever added, never changed; a removal mechanism added
-    later must call ``clear()``.
+    A token can end (revocation, expiry, its user disabled, its workload finished), so:
+    an entry never outlives the token's ``expires_at``; whoever revokes tokens or
+    disables users calls ``clear()`` after the commit; and workload-scoped tokens are
+    not cached at all, since their workload ends in the control loop, which does not
+    see this cache. A revoked token thus gets 401 at once.
     """
 
     def __init__(self, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
@@ -176,10 +198,16 @@ class PrincipalCache:
             return hit[1]
 
     def put(self, token: str, p: Principal) -> None:
+        if p.scoped:
+            return
+        until = time.monotonic() + self.ttl_s
+        if p.expires_at is not None:
+            left = (p.expires_at - utcnow()).total_seconds()
+            until = min(until, time.monotonic() + left)
         with self._lock:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
-            self._entries[token] = (time.monotonic() + self.ttl_s, p)
+            self._entries[token] = (until, p)
 
     def clear(self) -> None:
         with self._lock:

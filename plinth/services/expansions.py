@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from plinth.services.audit import record_audit
 from plinth.services.auth import Principal, require_admin, require_unscoped
 from plinth.services.errors import Invalid, NotFound
 from plinth.services.specs import ExpansionCreate
@@ -50,6 +51,9 @@ def grant_expansion(session: Session, p: Principal, req: ExpansionCreate) -> Exp
     )  # fmt: skip
     session.add(e)
     session.flush()
+    record_audit(session, p, "expansion.grant",
+                 f"group:{req.group}" if req.group else f"user:{req.user}",
+                 {"id": e.id, **req.model_dump(mode="json", exclude={"group", "user"})})  # fmt: skip
     return e, req.group, req.user
 
 

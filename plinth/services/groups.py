@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from plinth.services.audit import record_audit
 from plinth.services.auth import Principal, require_admin, require_unscoped
 from plinth.services.errors import Conflict, NotFound
 from plinth.services.lifecycle import LIVE
@@ -38,6 +39,7 @@ def create_group(session: Session, p: Principal, req: GroupCreate) -> Group:
     )
     session.add(g)
     session.flush()
+    record_audit(session, p, "group.create", f"group:{g.name}", req.model_dump(mode="json"))
     return g
 
 
@@ -76,6 +78,8 @@ def update_group(session: Session, p: Principal, name: str, req: GroupPatch) -> 
         g.max_runtime_s = req.max_runtime
     if "max_workloads_per_user" in req.model_fields_set:
         g.max_workloads_per_user = req.max_workloads_per_user
+    record_audit(session, p, "group.update", f"group:{g.name}",
+                 req.model_dump(mode="json", exclude_unset=True))  # fmt: skip
     return g
 
 
@@ -108,3 +112,4 @@ def delete_group(session: Session, p: Principal, name: str) -> None:
             raise Conflict(f"group {name!r} has {n} {what}(s) in its history; it is kept")
     session.execute(delete(UsageRecord).where(UsageRecord.group_id == g.id))
     session.delete(g)
+    record_audit(session, p, "group.delete", f"group:{name}")

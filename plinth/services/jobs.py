@@ -21,9 +21,10 @@ from plinth.services import events as ev
 from plinth.services.admission import NodeFree, ReplicaDemand, unplaceable_reason
 from plinth.services.auth import Principal, require_unscoped
 from plinth.services.errors import Conflict, Forbidden, Invalid, NotFound
+from plinth.services.files import usable_by
 from plinth.services.lifecycle import FINAL, LIVE, InvalidTransition, State, transition
 from plinth.services.specs import CodeFile, CodeGit, JobSpec
-from plinth.store.models import Event, File, Group, Replica, User, Workload, utcnow
+from plinth.store.models import Event, Group, Replica, User, Workload, utcnow
 
 __all__ = [
     "JOB",
@@ -115,7 +116,7 @@ def _resolve_code(
     if code is None:
         return None
     if isinstance(code, CodeFile):
-        if session.get(File, code.file) is None:
+        if not usable_by(session, p, code.file):  # uploads are the uploading group's
             raise Invalid(
                 f"code.file: no uploaded file with sha256 {code.file}; "
                 "upload the archive with POST /api/v1/files first"
@@ -126,7 +127,10 @@ def _resolve_code(
 
     check_local_git(p, code.git, cfg)
     try:
-        commit = resolve_ref(code.git, code.ref)
+        commit = resolve_ref(
+            code.git, code.ref, timeout_s=cfg.code.git_timeout,
+            protocols=tuple(cfg.code.git_protocols),
+        )  # fmt: skip
     except GitError as e:
         raise Invalid(f"code.git: {e}") from None
     except Exception as e:  # noqa: BLE001 - a git binary problem, a timeout: still the user's input to fix
@@ -286,7 +290,10 @@ def prepare_rerun(
     why = f"rerun of {old.id} by {p.user}"
     if old.code and old.code["kind"] == "git":
         why += f" (recorded commit {old.code['commit'][:12]})"
-    return _prepare(session, p, spec, old.code, cfg, nodes, why)
+    new = _prepare(session, p, spec, old.code, cfg, nodes, why)
+    if old.template is not None:
+        new.values["template"] = old.template  # the same expanded spec: the same version
+    return new
 
 
 def _visible(p: Principal, w: Workload | None, job_id: str) -> Workload:

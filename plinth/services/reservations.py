@@ -13,6 +13,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from plinth.executors.base import NodeCapacity
+from plinth.scheduler.resources import Resources
 from plinth.services.auth import Principal, require_admin, require_unscoped
 from plinth.services.errors import Invalid, NotFound
 from plinth.services.expansions import owner_ids
@@ -25,7 +26,7 @@ ReservationRow = tuple[Reservation, str | None, str | None]  # row, group name, 
 
 
 def _fits(node: NodeCapacity, q: dict[str, float]) -> bool:
-    return q["cpu"] <= node.cpu + 1e-9 and q["memory"] <= node.memory_mib and q["gpu"] <= node.gpu
+    return Resources.from_dict(q).fits_in(node.resources)
 
 
 def create_reservation(

@@ -156,12 +156,46 @@ class Quantities(_Strict):
     gpu: Gpu = 0
 
 
+#: The smallest CPU share (cores) and memory (MiB) a replica may ask for. Below the
+#: grain a replica would hold (almost) nothing against its quota and node capacity, so
+#: that any number of them would fit: zero and 1e-300 are refused, not rounded.
+CPU_GRAIN = 0.01
+MEMORY_GRAIN_MIB = 1
+
+
 class Resources(_Strict):
-    """Per-replica resources; defaults: 1 core, 512 MiB, no GPU."""
+    """Per-replica resources; defaults: 1 core, 512 MiB, no GPU.
+
+    cpu >= CPU_GRAIN cores and memory >= MEMORY_GRAIN_MIB MiB, both finite."""
 
     cpu: Cpu = 1.0
     memory: MemoryMiB = 512
     gpu: Annotated[int, Field(ge=0, le=64, description="whole devices")] = 0
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu_grain(cls, v: float) -> float:
+        if v < CPU_GRAIN:
+            raise ValueError(
+                f"a replica needs at least {CPU_GRAIN} cores (the CPU grain), got {v!r}: "
+                "zero or tinier shares would not count against quotas or capacity"
+            )
+        return v
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory_grain(cls, v: Any) -> Any:
+        # Checked on the number given: a bare number is MiB and parsing would round
+        # 1e-300 up to the grain; 0 (or "0Mi") is below it too.
+        mib = v if isinstance(v, int | float) and not isinstance(v, bool) else None
+        if mib is None and isinstance(v, str):
+            mib = parse_memory_mib(v)
+        if mib is not None and mib < MEMORY_GRAIN_MIB:  # NaN is refused by the parser
+            raise ValueError(
+                f"a replica needs at least {MEMORY_GRAIN_MIB} MiB of memory (the memory "
+                f"grain), got {v!r}: zero would not count against quotas or capacity"
+            )
+        return v
 
 
 class RoleSpec(_Strict):

@@ -5,17 +5,26 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from plinth.services.audit import record_audit
 from plinth.services.auth import Principal, issue_token, require_admin, require_unscoped
 from plinth.services.errors import Conflict, Forbidden, NotFound
 from plinth.services.specs import UserCreate
 from plinth.store.models import Group, User
 
-__all__ = ["create_token", "create_user", "get_user", "list_users", "user_row"]
+__all__ = ["caller_user", "create_token", "create_user", "get_user", "list_users", "user_row"]
 
 
 def user_row(session: Session, u: User) -> tuple[User, str]:
     """A user with its group's name."""
     return u, session.scalar(select(Group.name).where(Group.id == u.group_id)) or ""
+
+
+def caller_user(session: Session, p: Principal) -> User:
+    """The caller's own user (any token, a workload-scoped one too)."""
+    u = session.get(User, p.user_id)
+    if u is None:  # deleted since the token was checked
+        raise NotFound("your user no longer exists")
+    return u
 
 
 def _get(session: Session, name: str) -> User:
@@ -41,6 +50,7 @@ def create_user(session: Session, p: Principal, req: UserCreate) -> tuple[User, 
     )
     session.add(u)
     session.flush()
+    record_audit(session, p, "user.create", f"user:{u.name}", req.model_dump(mode="json"))
     return u, req.group, issue_token(session, u.id)
 
 
@@ -70,4 +80,7 @@ def create_token(session: Session, p: Principal, name: str) -> str:
         if name != p.user:
             raise Forbidden("only an admin can create tokens for another user")
         u = _get(session, name)
+    if u.disabled:
+        raise Conflict(f"user {name!r} is disabled: enable it before giving it tokens")
+    record_audit(session, p, "token.create", f"user:{u.name}")
     return issue_token(session, u.id)

@@ -60,6 +60,11 @@ def _track_writes(engine: Engine, versions: TableVersions) -> None:
 
     @event.listens_for(engine, "rollback")
     def _on_rollback(conn) -> None:
+        if conn.invalidated:
+            # The database went away (e.g. PostgreSQL restarted): touching the dead
+            # connection here would raise PendingRollbackError instead of the real
+            # OperationalError; check-in forgets its notes anyway (_count_committed).
+            return
         conn.connection.info.pop(_WROTE, None)
 
     @event.listens_for(engine, "commit")

@@ -29,10 +29,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AuditRecord",
     "Base",
     "Event",
     "File",
+    "FileGrant",
     "Group",
+    "JobMetric",
     "Model",
     "ModelAlias",
     "ModelAliasMove",
@@ -41,6 +44,8 @@ __all__ = [
     "QuotaExpansion",
     "Replica",
     "Reservation",
+    "Template",
+    "TemplateVersion",
     "Token",
     "UsageRecord",
     "User",
@@ -102,12 +107,17 @@ class User(Base):
     admin: Mapped[bool] = mapped_column(Boolean, default=False)
     cap: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A disabled user's tokens are revoked and it cannot get new ones; its workloads
+    # keep running (disabling stops nothing else).
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Token(Base):
     """An API token, stored as the sha256 of its (high-entropy) plaintext.
 
-    ``workload_id`` set means a token scoped to that workload (given to its replicas).
+    ``workload_id`` set means a token scoped to that workload (given to its replicas);
+    it stops working once the workload has finished. ``expires_at`` (None: never) and
+    ``revoked_at`` end a token; rows are kept so that listings show what ended when.
     """
 
     __tablename__ = "tokens"
@@ -118,6 +128,9 @@ class Token(Base):
         ForeignKey("workloads.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    name: Mapped[str | None] = mapped_column(String(63))
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
 
 
 class File(Base):
@@ -128,6 +141,36 @@ class File(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FileGrant(Base):
+    """A group that uploaded an archive and so may run it (same bytes uploaded by two
+    groups: two grants, one file). A member knowing another group's sha256 cannot
+    use that archive."""
+
+    __tablename__ = "file_grants"
+    sha256: Mapped[str] = mapped_column(
+        ForeignKey("files.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditRecord(Base):
+    """Who changed what and when: quotas, expansions, users, tokens (admins read it)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(63))
+    action: Mapped[str] = mapped_column(String(63))
+    target: Mapped[str] = mapped_column(String(255))
+    details: Mapped[dict[str, Any] | None]
 
 
 class Workload(Base):
@@ -168,6 +211,9 @@ class Workload(Base):
     # and it returns to pending (queued_at unchanged) once they have all exited.
     preempted_at: Mapped[datetime | None]
     preemptions: Mapped[int] = mapped_column(Integer, default=0)
+    # Set when the job was expanded from a template: {"name", "version", "params"} (the
+    # resolved parameter values); ``spec`` then holds the expanded spec it ran.
+    template: Mapped[dict[str, Any] | None]
 
 
 class Replica(Base):
@@ -263,6 +309,54 @@ class UsageRecord(Base):
     start: Mapped[datetime]
     end: Mapped[datetime] = mapped_column(index=True)
     resources: Mapped[dict[str, Any]]
+
+
+class Template(Base):
+    """A named job template (preset). ``group_id`` None: a platform template (admins
+    write it, every group uses it); else the group's own. Its content lives in
+    immutable :class:`TemplateVersion` rows."""
+
+    __tablename__ = "templates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id"), index=True)
+    latest_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TemplateVersion(Base):
+    """One version of a template: ``document`` holds its description, parameters,
+    presets and spec (see plinth.services.template_model). Never updated."""
+
+    __tablename__ = "template_versions"
+    __table_args__ = (UniqueConstraint("template_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    template_id: Mapped[int] = mapped_column(ForeignKey("templates.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]]
+    created_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobMetric(Base):
+    """One training metrics point a job's replica reported: ``values`` maps a metric name
+    to a finite float; ``time`` is seconds since the epoch. Ids order the points."""
+
+    __tablename__ = "job_metrics"
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    workload_id: Mapped[str] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(63))
+    replica: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int | None] = mapped_column(BigInteger)
+    time: Mapped[float] = mapped_column(Float)
+    values: Mapped[dict[str, Any]]
+
+
+Index("ix_job_metrics_workload_id_id", JobMetric.workload_id, JobMetric.id)
 
 
 # ---------------------------------------------------------------------------- model registry

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Plinth, role
+from .conftest import Plinth, role, wait_for
 
 ENDPOINTS = [
     ("get", "/api/v1/jobs/{id}"),
@@ -127,10 +127,10 @@ def test_admin_manages_groups_and_users(plinth: Plinth) -> None:
 def test_workload_scoped_token_reaches_only_its_workload(plinth: Plinth) -> None:
     a, _ = plinth.member()
     other = plinth.submit(a, {"main": role("import time; time.sleep(30)")})
-    code = "import os; print(os.environ['PLINTH_TOKEN'])"
+    # The job stays running: a workload's token works only while the workload lives.
+    code = "import os, time; print(os.environ['PLINTH_TOKEN'], flush=True); time.sleep(30)"
     job = plinth.submit(a, {"main": role(code)})
-    plinth.wait(a, job["id"])
-    token = plinth.log(a, job["id"], "main", 0).strip().splitlines()[-1]
+    token = wait_for(lambda: plinth.log(a, job["id"], "main", 0).strip(), 20, "the token")
     t = {"Authorization": f"Bearer {token}"}
     who = plinth.c.get("/api/v1/whoami", headers=t).json()
     assert who["workload_id"] == job["id"] and who["admin"] is False
@@ -153,10 +153,11 @@ def test_scoped_token_sees_its_job_submitted_by_an_admin_into_another_group(
     plinth: Plinth,
 ) -> None:
     _, group = plinth.member()  # the admin is in `default`; the job goes to `group`
-    code = "import os; print(os.environ['PLINTH_TOKEN'])"
+    code = "import os, time; print(os.environ['PLINTH_TOKEN'], flush=True); time.sleep(30)"
     job = plinth.submit(plinth.admin, {"main": role(code)}, group=group)
-    plinth.wait(plinth.admin, job["id"])
-    token = plinth.log(plinth.admin, job["id"], "main", 0).strip().splitlines()[-1]
+    token = wait_for(
+        lambda: plinth.log(plinth.admin, job["id"], "main", 0).strip(), 20, "the token"
+    )
     t = {"Authorization": f"Bearer {token}"}
     assert plinth.c.get(f"/api/v1/jobs/{job['id']}", headers=t).status_code == 200
     assert plinth.c.get(f"/api/v1/jobs/{job['id']}/events", headers=t).status_code == 200

@@ -71,7 +71,7 @@ def test_submit_input_errors(tmp_path: Path) -> None:
 def test_usage_errors_exit_2() -> None:
     result = invoke(["job", "submit"])
     assert result.exit_code == 2
-    assert "Missing argument" in result.stderr
+    assert "give a job spec file (SPEC.yaml) or --template NAME" in result.stderr
     assert invoke(["job", "list", "-o", "yaml"]).exit_code == 2
 
 

@@ -75,6 +75,17 @@ def test_abstract_intermediate_class_is_allowed_and_complete_subclass_works() ->
     assert Fine().poll({}) == 0
 
 
+def test_exit_reason_is_declared_with_a_default_and_capacity_is_one_value() -> None:
+    class Plain(_Complete):
+        name = "plain-test"
+
+    assert Plain().exit_reason({}) is None  # a backend that cannot tell says nothing
+    assert "exit_reason" in vars(Executor) and "exit_reason" in vars(LocalExecutor)
+    from plinth.scheduler.resources import Resources
+
+    assert NodeCapacity("n", 1.5, 1024, 2).resources == Resources(1.5, 1024, 2)
+
+
 def test_registry_gives_local_and_registered_backends() -> None:
     assert isinstance(get_executor("local"), LocalExecutor)
 

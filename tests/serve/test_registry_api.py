@@ -57,14 +57,16 @@ def test_register_alias_history_and_deltas(api, trained, tmp_path):
     assert (home / v1["path"] / "model.json").exists()
 
     # v2 from a job's working directory: the job prints its workload token for the test
+    # and keeps running (a finished job's token no longer works)
     job = c.post("/api/v1/jobs", headers=h, json={"name": "train", "roles": {"main": {
         "resources": {"cpu": 0.1, "memory": "64Mi"},
-        "command": [PY, "-c", "import os; print(os.environ['PLINTH_TOKEN'])"]}},
+        "command": [PY, "-c", ("import os, time; print(os.environ['PLINTH_TOKEN'], "
+                              "flush=True); time.sleep(120)")]}},
         "params": {"config": {"data": {"train": "s3://bucket/clicks"}}}}).json()
     from _waiting import wait_for
 
-    wait_for(lambda: c.get(f"/api/v1/jobs/{job['id']}", headers=h).json()["state"]
-             == "succeeded", 30, "the job")
+    log = wait_for(lambda: c.get(f"/api/v1/jobs/{job['id']}/logs/main/0",
+                                 headers=h).text.strip(), 30, "the job's token")
     workdir = home / "workloads" / job["id"] / "code"
     shutil.copytree(trained.v2, workdir / "out" / "model")
     for d in trained.deltas[:2]:
@@ -91,8 +93,7 @@ def test_register_alias_history_and_deltas(api, trained, tmp_path):
     assert model["latest_version"] == 2 and model["aliases"] == {"production": 1}
 
     # deltas: the job's workload token publishes from its own directory, in order only
-    log = c.get(f"/api/v1/jobs/{job['id']}/logs/main/0", headers=h).text
-    wl = {"Authorization": f"Bearer {log.strip().splitlines()[-1]}"}
+    wl = {"Authorization": f"Bearer {log.splitlines()[-1]}"}
     r = c.post("/api/v1/models/ctr/versions/2/deltas", headers=wl,
                json={"seq": 1, "path": f"out/deltas/{trained.deltas[0].name}"})
     assert r.status_code == 201, r.text
@@ -105,6 +106,9 @@ def test_register_alias_history_and_deltas(api, trained, tmp_path):
     deltas = c.get("/api/v1/models/ctr/versions/2/deltas?after=0", headers=h).json()
     assert [d["seq"] for d in deltas] == [1, 2]
     assert all((home / d["path"] / "delta.json").exists() for d in deltas)
+    c.post(f"/api/v1/jobs/{job['id']}/cancel", headers=h)
+    wait_for(lambda: c.get(f"/api/v1/jobs/{job['id']}", headers=h).json()["state"]
+             == "cancelled", 30, "the job to stop")
 
 
 def test_broken_or_foreign_package_is_refused_and_changes_nothing(api, trained, tmp_path):

@@ -72,7 +72,7 @@ def test_a_job_never_jumps_the_queue(rig: Rig) -> None:
     waiting = rig.submit()  # cannot fit: pending
     loop.cycle()
     loop.keep_snapshot()  # a current snapshot, with a pending workload in it
-    loop._last_submit = -float("inf")  # not a burst
+    loop.at_submit.last_submit = -float("inf")  # not a burst
     wid, admitted = _submit(rig, loop, _spec(cpu=0.1))
     assert not admitted and rig.job(wid).state == "pending"
     assert rig.job(waiting).state == "pending"
@@ -81,7 +81,7 @@ def test_a_job_never_jumps_the_queue(rig: Rig) -> None:
 def test_submissions_in_a_burst_are_left_to_the_loop(rig: Rig) -> None:
     loop = rig.loop()
     loop.keep_snapshot()
-    loop._last_submit = time.monotonic()  # another submission just now
+    loop.at_submit.last_submit = time.monotonic()  # another submission just now
     _, admitted = _submit(rig, loop, _spec())
     assert not admitted and loop.on_submit["burst"] == 1
 
@@ -93,7 +93,7 @@ def test_when_the_scheduler_would_not_admit_it_the_loop_decides(rig: Rig) -> Non
     assert admitted
     loop.cycle()
     loop.keep_snapshot()
-    loop._last_submit = -float("inf")
+    loop.at_submit.last_submit = -float("inf")
     wid, admitted = _submit(rig, loop, _spec(cpu=1))  # does not fit beside the first
     assert not admitted and loop.on_submit["left"] == 1
     assert rig.job(wid).state == "pending"

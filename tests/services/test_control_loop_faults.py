@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import select
 
 from plinth.executors.local import LocalExecutor
-from plinth.services import control_loop as cl
-from plinth.services.control_loop import ControlLoop
+from plinth.services import admit_cycle, apply
 from plinth.services.jobs import cancel_job
+from plinth.services.launching import Launcher
 from plinth.services.reconcile import reconcile
 from plinth.store.models import Workload
 
@@ -38,11 +38,11 @@ def _crash_before_recording(
     """One cycle admits and starts `wids`, then the server dies before recording the
     handles. Returns the handles of the started supervisors, once they are up."""
 
-    def crash(self: ControlLoop, *a: Any, **k: Any) -> bool:
+    def crash(self: Launcher, *a: Any, **k: Any) -> bool:
         raise _Crash
 
     with monkeypatch.context() as m:
-        m.setattr(ControlLoop, "_record_launch", crash)
+        m.setattr(Launcher, "record_launch", crash)
         with pytest.raises(_Crash):
             rig.loops[-1].admit_and_launch()
     reps = [r for w in wids for r in rig.replicas(w)]
@@ -91,14 +91,14 @@ def test_launch_records_each_workload_before_starting_the_next(
     loop = rig.loop()
     a, b = rig.submit(), rig.submit()
     seen: list[dict[str, str]] = []
-    real_start = ControlLoop._start
+    real_start = Launcher.start_plan
 
-    def start(self: ControlLoop, plan: Any) -> Any:
+    def start(self: Launcher, plan: Any) -> Any:
         with rig.db.read() as s:
             seen.append({i: st for i, st in s.execute(select(Workload.id, Workload.state))})
         return real_start(self, plan)
 
-    monkeypatch.setattr(ControlLoop, "_start", start)
+    monkeypatch.setattr(Launcher, "start_plan", start)
     loop.admit_and_launch()
     assert len(seen) == 2
     # When the second workload starts, the first is already recorded as running.
@@ -200,22 +200,22 @@ def test_admission_drops_a_workload_cancelled_concurrently(
             cancel_job(s, rig.admin, wid)
 
     if when == "after_snapshot":
-        real = cl.build_snapshot
+        real = admit_cycle.build_snapshot
 
         def hook(*a: Any, **k: Any) -> Any:
             info = real(*a, **k)
             cancel()
             return info
 
-        monkeypatch.setattr(cl, "build_snapshot", hook)
+        monkeypatch.setattr(admit_cycle, "build_snapshot", hook)
     else:  # between reading the row and its state-guarded UPDATE
-        real_apply = cl._apply
+        real_apply = apply.guarded_transition
 
         def hook(*a: Any, **k: Any) -> Any:
             cancel()
             return real_apply(*a, **k)
 
-        monkeypatch.setattr(cl, "_apply", hook)
+        monkeypatch.setattr(apply, "guarded_transition", hook)
     loop.admit_and_launch()
     assert rig.job(wid).state == "cancelled"
     assert rig.replicas(wid) == []  # nothing recorded, nothing started

@@ -3,7 +3,6 @@ holding 0001 data without losing it, fills the new columns' defaults, and downgr
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,15 +11,10 @@ from alembic import command
 from sqlalchemy import text
 
 from plinth.store.db import Database
-from plinth.store.migrate import alembic_config, current_revision, upgrade
+from plinth.store.migrate import current_revision, upgrade
 from plinth.store.models import QuotaExpansion, Reservation, UsageRecord
 
-
-def _run(db: Database, action: Callable, revision: str) -> None:
-    cfg = alembic_config()
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        action(cfg, revision)
+from ._migrations import run, seed_0001
 
 
 @pytest.mark.parametrize(
@@ -34,17 +28,7 @@ def test_0002_keeps_0001_data_and_round_trips(
     db = Database(url)
     try:
         upgrade(db.engine, "0001")
-        now = datetime(2026, 1, 1)
-        with db.engine.begin() as conn:
-            conn.execute(text("INSERT INTO groups (name, quota, created_at) "
-                              "VALUES ('g', '{\"cpu\": 2}', :t)"), {"t": now})  # fmt: skip
-            conn.execute(text("INSERT INTO users (name, group_id, admin, created_at) "
-                              "VALUES ('u', 1, false, :t)"), {"t": now})  # fmt: skip
-            conn.execute(text(
-                "INSERT INTO workloads (id, kind, name, group_id, user_id, state, reason, spec,"
-                " demand, attempt, failures, retries, max_runtime_s, created_at, queued_at)"
-                " VALUES ('job-1', 'job', 'j', 1, 1, 'pending', '', '{}', '{}', 0, 0, 0, 60,"
-                " :t, :t)"), {"t": now})  # fmt: skip
+        seed_0001(db)
         upgrade(db.engine, "0002")
         assert current_revision(db.engine) == "0002"
         with db.engine.connect() as conn:
@@ -64,7 +48,7 @@ def test_0002_keeps_0001_data_and_round_trips(
             e = s.query(QuotaExpansion).one()
             assert e.add == {"gpu": 2} and e.end - e.start == timedelta(hours=1)
             assert e.start.tzinfo is not None
-        _run(db, command.downgrade, "0001")
+        run(db, command.downgrade, "0001")
         assert current_revision(db.engine) == "0001"
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT id FROM workloads")).scalar_one() == "job-1"

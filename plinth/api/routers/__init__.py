@@ -1,8 +1,11 @@
 """One APIRouter per resource; ``ALL`` is what the app factory includes."""
 
 from plinth.api.routers import (
+    admin,
+    audit,
     files,
     groups,
+    job_metrics,
     jobs,
     models,
     nodes,
@@ -10,6 +13,8 @@ from plinth.api.routers import (
     quotas,
     reservations,
     system,
+    templates,
+    tokens,
     users,
 )
 
@@ -21,9 +26,14 @@ ALL = [
     nodes.router,
     files.router,
     jobs.router,
+    job_metrics.router,
+    templates.router,
     quotas.router,
     reservations.router,
     queue.router,
+    tokens.router,
+    audit.router,
+    admin.router,
     models.router,
 ]
 

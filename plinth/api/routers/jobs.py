@@ -12,7 +12,10 @@ from plinth.api.deps import Caller, Ctx
 from plinth.api.schemas import EventOut, ExplainOut, JobOut, ReplicaOut
 from plinth.services import jobs as svc
 from plinth.services.queue import explain_job
-from plinth.services.specs import NAME_PATTERN, ROLE_PATTERN, JobSpec
+from plinth.services.specs import NAME_PATTERN, ROLE_PATTERN
+from plinth.services.submission import queue_job
+from plinth.services.template_model import JobSubmission, TemplatedJob
+from plinth.services.templates import expand_job
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
@@ -29,24 +32,21 @@ def _one(ctx: Ctx, w) -> JobOut:
 
 
 def _queue(ctx: Ctx, p: Caller, new: svc.NewJob) -> JobOut:
-    """Insert a prepared job; admit it in the same transaction when the scheduler would
-    at once (``ControlLoop.submitting``), else hand it to the control loop."""
-    with ctx.loop.submitting() as admit, ctx.db.session() as s:
-        w = svc.insert_job(s, new)
-        admitted = admit(s, w, p.user) if admit is not None else None
-    if admitted is None:
-        ctx.loop.wake(w)  # committed: the control loop may admit it now
-        return job_out(w, w.spec["group"], p.user)
-    ctx.loop.start_admitted(admitted)
-    with ctx.db.read() as s:
-        return job_out(svc.get_job(s, p, w.id), w.spec["group"], p.user)
+    w = queue_job(ctx.db, ctx.loop, p, new)
+    return job_out(w, w.spec["group"], p.user)
 
 
 @router.post("", status_code=201, response_model=JobOut)
-def submit_job(spec: JobSpec, p: Caller, ctx: Ctx) -> JobOut:
-    """Queue a job. A git ref is resolved to its commit now and recorded."""
+def submit_job(spec: JobSubmission, p: Caller, ctx: Ctx) -> JobOut:
+    """Queue a job: a full spec, or a template to expand (``template``, ``params``; see
+    docs/templates.md). A git ref is resolved to its commit now and recorded."""
+    record = None
     with ctx.db.read() as s:  # validation reads take no write lock
+        if isinstance(spec, TemplatedJob):
+            spec, record = expand_job(s, p, spec, ctx.home)
         new = svc.prepare_job(s, p, spec, ctx.cfg, ctx.loop.capacity())
+    if record is not None:
+        new.values["template"] = record
     return _queue(ctx, p, new)
 
 

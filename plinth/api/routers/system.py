@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from plinth.api.convert import quantity
 from plinth.api.deps import Caller, Ctx
 from plinth.api.schemas import Health, WhoAmI
-from plinth.store.models import User
+from plinth.services.users import caller_user
 
 router = APIRouter(tags=["system"])
 identity = APIRouter(prefix="/api/v1", tags=["identity"])
@@ -37,8 +37,7 @@ def metrics(request: Request) -> Response:
 def whoami(p: Caller, ctx: Ctx) -> WhoAmI:
     """The caller's user (and workload, for a workload-scoped token)."""
     with ctx.db.read() as s:
-        u = s.get(User, p.user_id)
-        assert u is not None
+        u = caller_user(s, p)
         return WhoAmI(
             name=u.name, group=p.group, admin=p.admin, cap=quantity(u.cap),
             created_at=u.created_at, workload_id=p.workload_id,

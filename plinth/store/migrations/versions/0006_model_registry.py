@@ -1,7 +1,7 @@
 """model registry: models, immutable versions with lineage, aliases and their history, deltas
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0005
 Portable across SQLite and PostgreSQL.
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0002"
+down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
