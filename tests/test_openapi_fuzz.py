@@ -67,6 +67,7 @@ def _operations(schema: schemathesis.BaseSchema) -> list[schemathesis.APIOperati
 
 # schemathesis.pytest.from_fixture does not run under pytest 9 (it reads a removed
 # private attribute), so the operations' strategies are driven with Hypothesis directly.
+@pytest.mark.timeout(900)  # every new operation adds 50 calls; 300 s ran out at load 20
 def test_no_server_errors(api_schema: schemathesis.BaseSchema, fuzz_server: LocalServer) -> None:
     operations = _operations(api_schema)
     assert any(op.path.startswith("/api/v1/jobs") for op in operations)

@@ -24,6 +24,7 @@ from plinth.cli.data import app as data_app
 from plinth.cli.groups import app as groups_app
 from plinth.cli.job_metrics import metrics as job_metrics_command
 from plinth.cli.jobs import app as jobs_app
+from plinth.cli.models import app as models_app
 from plinth.cli.nodes import app as nodes_app
 from plinth.cli.queue import queue as queue_command
 from plinth.cli.quotas import quota_app, reservation_app
@@ -88,6 +89,7 @@ app.add_typer(reservation_app, name="reservation")
 app.add_typer(scheduler_app, name="scheduler")
 app.add_typer(tokens_app, name="token")
 app.add_typer(admin_app, name="admin")
+app.add_typer(models_app, name="model")
 app.command("queue")(queue_command)
 app.add_typer(data_app, name="data")
 

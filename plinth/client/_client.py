@@ -7,6 +7,7 @@ from typing import Any, Self, cast
 from plinth.client._admin import Files, Groups, Nodes, QuotaExpansions, Reservations, Users
 from plinth.client._http import API_PREFIX, Transport, resolve_token, resolve_url
 from plinth.client._jobs import Jobs
+from plinth.client._models import Models
 from plinth.client._security import Admin, Tokens
 from plinth.client._templates import Metrics, Templates
 from plinth.client._types import User
@@ -41,6 +42,7 @@ class Client:
         self.admin = Admin(self._transport)
         self.templates = Templates(self._transport)
         self.metrics = Metrics(self._transport)
+        self.models = Models(self._transport, self.files)
 
     @property
     def url(self) -> str:

@@ -36,6 +36,11 @@ __all__ = [
     "FileGrant",
     "Group",
     "JobMetric",
+    "Model",
+    "ModelAlias",
+    "ModelAliasMove",
+    "ModelDelta",
+    "ModelVersion",
     "QuotaExpansion",
     "ReclaimHold",
     "Replica",
@@ -373,3 +378,76 @@ class JobMetric(Base):
 
 
 Index("ix_job_metrics_workload_id_id", JobMetric.workload_id, JobMetric.id)
+
+
+# ---------------------------------------------------------------------------- model registry
+
+
+class Model(Base):
+    """A registered model: a name owned by a group; its versions are immutable."""
+
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"), index=True)
+    created_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    """Version ``version`` (1, 2, ...) of a model: a package copied into the artifact store
+    at ``path`` (relative to PLINTH_HOME) and where it came from (``lineage``: job, code,
+    training config, data paths, metrics, schema hash)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"),
+                                          index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    lineage: Mapped[dict[str, Any]]
+    created_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelAlias(Base):
+    """An alias (``production``, ``canary``, ...) pointing at one version of its model."""
+
+    __tablename__ = "model_aliases"
+    __table_args__ = (UniqueConstraint("model_id", "alias"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"),
+                                          index=True)
+    alias: Mapped[str] = mapped_column(String(63))
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelAliasMove(Base):
+    """One move of an alias (kept forever: the alias's history)."""
+
+    __tablename__ = "model_alias_moves"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"),
+                                          index=True)
+    alias: Mapped[str] = mapped_column(String(63))
+    from_version: Mapped[int | None] = mapped_column(Integer)
+    to_version: Mapped[int] = mapped_column(Integer)
+    moved_by: Mapped[str] = mapped_column(String(63))
+    time: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelDelta(Base):
+    """Delta ``seq`` (1, 2, ... in order) of one model version, stored at ``path``."""
+
+    __tablename__ = "model_deltas"
+    __table_args__ = (UniqueConstraint("version_id", "seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"),
+                                            index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    source: Mapped[dict[str, Any]]
+    created_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,6 +7,7 @@ from plinth.api.routers import (
     groups,
     job_metrics,
     jobs,
+    models,
     nodes,
     queue,
     quotas,
@@ -33,6 +34,7 @@ ALL = [
     tokens.router,
     audit.router,
     admin.router,
+    models.router,
 ]
 
 __all__ = ["ALL"]
