@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.serve_forever()
     finally:
+        if on_idle is not None:  # the final figures, however short the run was
+            on_idle(shard)
         reporter.close()
     print(f"plinth ps shard {index}/{shards}: shutdown requested; exiting", file=sys.stderr)
     return 0

@@ -74,7 +74,9 @@ from plinth.train.data_split import WorkerReader
 from plinth.train.distributed_config import DistributedConfig
 from plinth.train.package import FORMAT as PACKAGE_FORMAT
 from plinth.train.package import _publish, _save_npz, _save_torch, export_package
+from plinth.data.normalize import Normalizer
 from plinth.train.reporting import MetricsReporter
+from plinth.train.stability import warmup_scale
 from plinth.train.trainer import (
     _ARCH_KEYS,
     _TABLE_KEYS,
@@ -197,6 +199,8 @@ class DistributedTrainer(Trainer):
     def train_step(self, batch: Batch) -> float:
         """One synchronous dense / asynchronous sparse step; returns the mean loss."""
         self.model.train()
+        if self.step < self.cfg.warmup_steps + 1:
+            self._set_lr_scale(warmup_scale(self.step, self.cfg.warmup_steps))
         logits = self.model(batch)
         loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.labels))
         self.optimizer.zero_grad(set_to_none=True)
@@ -240,7 +244,7 @@ class DistributedTrainer(Trainer):
         reader = WorkerReader(
             cfg.data_paths("train"), cfg.schema, cfg.batch_size, rank=self.rank,
             world_size=self.world, seed=cfg.seed, prefetch=cfg.data.prefetch,
-            shuffle_row_groups=cfg.data.shuffle_row_groups,
+            shuffle_row_groups=cfg.data.shuffle_row_groups, normalizer=self.normalizer,
         )
         steps = reader.steps_per_epoch
         every = cfg.checkpoint.every_steps
@@ -372,6 +376,7 @@ class DistributedTrainer(Trainer):
             "shards": self.client.num_shards, "shard_files": files,
             "workers": sorted(workers, key=lambda w: w["rank"]),
             "delta_seq": self.delta_seq, "config": self.cfg.to_dict(), "time": time.time(),
+            "normalizer": self.normalizer.to_dict(), "base_rate": self.base_rate,
         }
         _write_file(tmp / "manifest.json",
                     lambda f: f.write(json.dumps(manifest, default=str).encode()))
@@ -390,6 +395,15 @@ class DistributedTrainer(Trainer):
         path = Path(path)
         manifest = json.loads((path / "manifest.json").read_text())
         self._check_architecture(path, manifest.get("config", {}))
+        if "normalizer" in manifest:  # the transforms the weights were trained with
+            saved = Normalizer.from_dict(manifest["normalizer"])
+            if saved.width != self.normalizer.width:
+                raise ConfigError(
+                    f"checkpoint {path} was trained with {saved.width} dense inputs but this "
+                    f"data gives {self.normalizer.width}; use a new output_dir, or set "
+                    "checkpoint.resume: false to start over")
+            self.normalizer = saved
+            self.base_rate = manifest.get("base_rate", self.base_rate)
         if self.rank == 0:
             self.client.restore(str(path))
         dense = torch.load(path / "dense.pt", weights_only=False)
@@ -412,6 +426,7 @@ class DistributedTrainer(Trainer):
             self.samples_seen = self.step * self.cfg.batch_size
         for t in self.tables.values():
             t.advance(step=self.step)
+        self._set_lr_scale(warmup_scale(self.step, self.cfg.warmup_steps))
 
     def _check_architecture(self, path: Path, saved: dict[str, Any]) -> None:
         mine = self.cfg.to_dict()

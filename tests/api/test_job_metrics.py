@@ -8,9 +8,10 @@ import pytest
 
 from plinth.services import job_metrics
 
-from .conftest import Plinth, role
+from .conftest import Plinth, role, wait_for
 
-PRINT_TOKEN = "import os; print(os.environ['PLINTH_TOKEN'])"
+# A workload token works only while its workload runs, so the job prints it and keeps running.
+PRINT_TOKEN = "import os, time; print(os.environ['PLINTH_TOKEN'], flush=True); time.sleep(300)"
 
 
 def url(job_id: str) -> str:
@@ -22,10 +23,11 @@ def point(step: int, **values: float) -> dict:
 
 
 def workload_token(p: Plinth, h: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """A finished job of the member's and its workload token (the job printed it)."""
+    """A running job of the member's and its workload token (the job printed it)."""
     job = p.submit(h, {"main": role(PRINT_TOKEN)})
-    assert p.wait(h, job["id"])["state"] == "succeeded"
-    return job["id"], {"Authorization": f"Bearer {p.log(h, job['id'], 'main', 0).strip()}"}
+    p.wait(h, job["id"], {"running"}, timeout=60)  # its log exists from now on
+    token = wait_for(lambda: p.log(h, job["id"], "main", 0).strip(), 60, "the token")
+    return job["id"], {"Authorization": f"Bearer {token}"}
 
 
 def test_post_and_read_series(plinth: Plinth) -> None:

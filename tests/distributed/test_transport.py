@@ -17,9 +17,10 @@ from ._cluster import shard_threads
 CFG = TableConfig(name="emb", dim=8, optimizer=OptimizerConfig(kind="adagrad", lr=0.1))
 
 
-def _train_both(remote: RemoteTable, local: EmbeddingTable, steps: int, seed: int = 0) -> None:
+def _train_both(remote: RemoteTable, local: EmbeddingTable, steps: int, seed: int = 0,
+                first_step: int = 1) -> None:
     rng = np.random.default_rng(seed)
-    for step in range(1, steps + 1):
+    for step in range(first_step, first_step + steps):
         ids = np.unique(rng.integers(0, 2000, 600))
         a, b = remote.pull(ids), local.pull(ids)
         assert np.array_equal(a, b), f"step {step}: remote rows differ from local rows"
@@ -41,6 +42,20 @@ def test_remote_table_equals_local_table(shards: int) -> None:
         stats = c.stats()
         assert sum(s["rows"]["emb"] for s in stats) == len(local)
         assert all(s["requests"] > 0 and s["bytes"]["emb"] > 0 for s in stats)
+
+
+def test_warm_up_scale_travels_with_the_push() -> None:
+    """A worker's warm-up factor reaches the shard's optimizer, as set_lr_scale on a local
+    table does (distributed training must match single-process training)."""
+    with shard_threads(2) as addrs, PSClient(addrs, max_pushes_in_flight=0) as c:
+        c.hello({"emb": CFG})
+        remote, local = RemoteTable(c, CFG), EmbeddingTable(CFG)
+        for k, scale in enumerate((0.25, 0.5, 1.0)):
+            remote.set_lr_scale(scale)
+            local.set_lr_scale(scale)
+            _train_both(remote, local, steps=3, seed=k, first_step=1 + 3 * k)
+        ids = np.arange(2000)
+        assert np.array_equal(remote.pull(ids, train=False), local.pull(ids, train=False))
 
 
 def test_async_pushes_stay_bounded_and_drain_applies_them() -> None:

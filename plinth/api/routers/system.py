@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from plinth.api.convert import quantity
+from plinth.api.convert import limit
 from plinth.api.deps import Caller, Ctx
 from plinth.api.schemas import Health, WhoAmI
 from plinth.services.users import caller_user
@@ -39,6 +39,6 @@ def whoami(p: Caller, ctx: Ctx) -> WhoAmI:
     with ctx.db.read() as s:
         u = caller_user(s, p)
         return WhoAmI(
-            name=u.name, group=p.group, admin=p.admin, cap=quantity(u.cap),
+            name=u.name, group=p.group, admin=p.admin, cap=limit(u.cap),
             created_at=u.created_at, workload_id=p.workload_id,
         )  # fmt: skip

@@ -151,10 +151,11 @@ class PSClient:
         return self.collect(self.send_pull(table, ids, dim, train))
 
     def push(self, table: str, ids: np.ndarray, grads: np.ndarray, step: int,
-             unique: bool = False) -> None:
+             unique: bool = False, lr_scale: float = 1.0) -> None:
         """Send row gradients without waiting (``unique``: the caller guarantees distinct
-        ids, so the shard skips summing duplicates); at most ``max_pushes_in_flight``
-        pushes stay unacknowledged (0: wait for this one)."""
+        ids, so the shard skips summing duplicates; ``lr_scale``: the table's learning
+        rate is multiplied by it for these rows, the worker's warm-up); at most
+        ``max_pushes_in_flight`` pushes stay unacknowledged (0: wait for this one)."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         grads = np.ascontiguousarray(grads, dtype=np.float32).reshape(len(ids), -1)
         while len(self._push_rounds) >= max(1, self.max_pushes_in_flight):
@@ -167,7 +168,7 @@ class PSClient:
             for lo in range(0, len(pos), step_ids):
                 part = pos[lo:lo + step_ids]
                 rid = self._send(s, {"op": "push", "table": table, "step": int(step),
-                                     "unique": bool(unique)},
+                                     "unique": bool(unique), "lr_scale": float(lr_scale)},
                                  (ids[part], grads[part]))
                 self._acks.add(rid)
                 sent.append((s, rid))
@@ -242,6 +243,7 @@ class RemoteTable:
         self.client, self.config = client, config
         self.name, self.dim = config.name, config.dim
         self.step = 0
+        self.lr_scale = 1.0  # sent with every push (the trainer's warm-up)
         self.prefetch_hits = 0  # pulls served by a prefetch / pulled on the spot
         self.prefetch_misses = 0
         # Sent pulls (PendingPull) or collected ones ((ids, rows)), oldest first.
@@ -277,7 +279,12 @@ class RemoteTable:
     accepts_unique = True  # SparseEmbedding passes unique=True for its deduplicated ids
 
     def push(self, ids: np.ndarray, grads: np.ndarray, unique: bool = False) -> None:
-        self.client.push(self.name, ids, grads, self.step, unique=unique)
+        self.client.push(self.name, ids, grads, self.step, unique=unique,
+                         lr_scale=self.lr_scale)
+
+    def set_lr_scale(self, scale: float) -> None:
+        """Multiply the table's learning rate by ``scale`` for the following pushes."""
+        self.lr_scale = float(scale)
 
     def advance(self, step: int | None = None, now: float | None = None) -> None:
         self.step = self.step + 1 if step is None else int(step)

@@ -100,7 +100,7 @@ class ShardServer:
         if op == "push":
             _need(a, 2, op)
             updated = s.push(str(h["table"]), a[0], a[1], int(h.get("step", 0)),
-                             bool(h.get("unique", False)))
+                             bool(h.get("unique", False)), float(h.get("lr_scale", 1.0)))
             return {"updated": updated}, []
         if op == "evict":
             return {"evicted": s.evict()}, []

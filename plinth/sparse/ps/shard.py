@@ -145,12 +145,14 @@ class Shard:
         return self.table(name).pull(ids, train=train)
 
     def push(self, name: str, ids: np.ndarray, grads: np.ndarray, step: int,
-             unique: bool = False) -> int:
-        """Apply row gradients (``unique``: ids are distinct, no summing needed)."""
+             unique: bool = False, lr_scale: float = 1.0) -> int:
+        """Apply row gradients (``unique``: ids are distinct, no summing needed) at the
+        table's learning rate times ``lr_scale`` (the worker's warm-up factor)."""
         self.requests += 1
         t = self.table(name)
         if step > t.step:
             t.advance(step=step)
+        t.set_lr_scale(lr_scale)
         return t.push(ids, grads, unique=unique)
 
     def evict(self) -> int:
