@@ -88,7 +88,7 @@ def test_no_server_errors(api_schema: schemathesis.BaseSchema, fuzz_server: Loca
                 phases=[Phase.generate],  # no shrinking: report the first 5xx as found
             )
             def check(case: schemathesis.Case) -> None:
-                if case.method == "DELETE" and operation.path == "/api/v1/tokens/{token_id}":
+                if case.method == "DELETE" and case.operation.path == "/api/v1/tokens/{token_id}":
                     assume((case.path_parameters or {}).get("token_id") not in own_tokens)
                 response = case.call(
                     base_url=fuzz_server.url,

@@ -51,9 +51,7 @@ __all__ = [
 def quantity(q: dict[str, Any] | None) -> Quantity | None:
     if q is None:
         return None
-    return Quantity(
-        cpu=float(q.get("cpu", 0)), memory=int(q.get("memory", 0)), gpu=int(q.get("gpu", 0))
-    )
+    return _q(Resources.from_dict(q))
 
 
 def limit(q: dict[str, Any] | None) -> Limit | None:

@@ -109,6 +109,17 @@ class Resources:
 ZERO = Resources()
 
 
+def over_limit(demand: Resources, limit: Mapping[str, Any], extra: Resources = ZERO) -> list[str]:
+    """Human text (``"cpu 4 > 2"``) for each dimension in which ``demand`` is above a
+    partial limit — a cap in its stored form, where a missing dimension is uncapped —
+    raised by ``extra`` (e.g. expansions that are still running)."""
+    return [
+        f"{k} {format_amount(k, demand.get(k))} > {format_amount(k, float(limit[k]) + extra.get(k))}"
+        for k in RESOURCE_NAMES
+        if k in limit and demand.get(k) > float(limit[k]) + extra.get(k) + (CPU_EPS if k == "cpu" else 0)
+    ]
+
+
 def format_amount(name: str, value: float) -> str:
     """Human text for one dimension: ``4``, ``2.5``, ``8Gi``, ``512Mi``."""
     if name == "memory":

@@ -17,6 +17,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from plinth.config import ServerConfig
+from plinth.scheduler.resources import ZERO, Resources, over_limit
 from plinth.services import events as ev
 from plinth.services.admission import NodeFree, ReplicaDemand, unplaceable_reason
 from plinth.services.auth import Principal, require_unscoped
@@ -66,12 +67,8 @@ def replica_demands(spec: dict[str, Any]) -> tuple[ReplicaDemand, ...]:
     return tuple(out)
 
 
-def _demand(reps: tuple[ReplicaDemand, ...]) -> dict[str, Any]:
-    return {
-        "cpu": sum(r.cpu for r in reps),
-        "memory": sum(r.memory for r in reps),
-        "gpu": sum(r.gpu for r in reps),
-    }
+def _demand(reps: tuple[ReplicaDemand, ...]) -> Resources:
+    return sum((Resources(r.cpu, r.memory, r.gpu) for r in reps), ZERO)
 
 
 def _resolve_group(session: Session, p: Principal, name: str | None) -> tuple[int, str]:
@@ -203,7 +200,7 @@ def _prepare(
         "reason": reason,
         "spec": normal,
         "code": code,
-        "demand": demand,
+        "demand": demand.to_dict(),
         "attempt": 0,
         "failures": 0,
         "retries": spec.retries,
@@ -237,7 +234,7 @@ def insert_job(session: Session, new: NewJob) -> Workload:
     return Workload(**values)
 
 
-def _check_group_caps(g: Any, gname: str, max_runtime: float, demand: dict[str, Any]) -> None:
+def _check_group_caps(g: Any, gname: str, max_runtime: float, demand: Resources) -> None:
     """Refuse at submit what the group's admin caps forbid (it could never start).
 
     ``g``: the group's ``max_runtime_s`` and ``max_job`` (a row), or None."""
@@ -249,15 +246,11 @@ def _check_group_caps(g: Any, gname: str, max_runtime: float, demand: dict[str, 
             f"{g.max_runtime_s:g}s; ask for less or ask an admin to raise the cap"
         )
     if g.max_job is not None:
-        over = [
-            f"{k} {demand[k]:g} > {float(g.max_job[k]):g}"
-            for k in ("cpu", "memory", "gpu")
-            if k in g.max_job and demand[k] > float(g.max_job[k]) + (1e-9 if k == "cpu" else 0)
-        ]
+        over = over_limit(demand, g.max_job)
         if over:
             raise Invalid(
                 f"roles: the job's total demand is over group {gname!r}'s largest-job cap "
-                f"({'; '.join(over)}; memory in MiB); ask for less"
+                f"({'; '.join(over)}); ask for less"
             )
 
 

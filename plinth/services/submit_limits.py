@@ -9,12 +9,10 @@ A group's ``max_job`` and ``max_runtime`` are checked beside the spec's other fi
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from plinth.scheduler.resources import RESOURCE_NAMES, format_amount
+from plinth.scheduler.resources import ZERO, Resources, over_limit
 from plinth.services.errors import Invalid, TooMany
 from plinth.services.lifecycle import State
 from plinth.store.models import QuotaExpansion, User, Workload, utcnow
@@ -22,25 +20,20 @@ from plinth.store.models import QuotaExpansion, User, Workload, utcnow
 __all__ = ["check_pending_limits", "check_user_cap"]
 
 
-def check_user_cap(session: Session, user_id: int, user: str, demand: dict[str, Any]) -> None:
-    """Invalid (422) naming the cap when `demand` (``{"cpu", "memory" MiB, "gpu"}``, the
-    job's total) is above the user's personal cap in some resource, counting expansions
-    of the user that have not ended (they could make it fit while they last)."""
+def check_user_cap(session: Session, user_id: int, user: str, demand: Resources) -> None:
+    """Invalid (422) naming the cap when `demand` (the job's total) is above the user's
+    personal cap in some resource, counting expansions of the user that have not ended
+    (they could make it fit while they last)."""
     cap = session.scalar(select(User.cap).where(User.id == user_id))
     if not cap:
         return
-    extra = {k: 0.0 for k in RESOURCE_NAMES}
+    extra = ZERO
     for (add,) in session.execute(
         select(QuotaExpansion.add).where(QuotaExpansion.user_id == user_id,
                                          QuotaExpansion.end > utcnow())
     ):  # fmt: skip
-        for k in RESOURCE_NAMES:
-            extra[k] += float((add or {}).get(k, 0))
-    over = [
-        f"{k} {format_amount(k, demand[k])} > {format_amount(k, float(cap[k]) + extra[k])}"
-        for k in RESOURCE_NAMES
-        if k in cap and demand[k] > float(cap[k]) + extra[k] + (1e-9 if k == "cpu" else 0)
-    ]
+        extra += Resources.from_dict(add)
+    over = over_limit(demand, cap, extra)
     if over:
         raise Invalid(
             f"roles: the job's total demand is over user {user!r}'s personal cap"

@@ -64,6 +64,7 @@ import torch.distributed as tdist
 import torch.nn.functional as F
 
 from plinth.data.metrics import auc
+from plinth.data.normalize import Normalizer
 from plinth.data.reader import DataError
 from plinth.sparse.jagged import Batch
 from plinth.sparse.ps.client import PSClient, RemoteTable
@@ -74,7 +75,6 @@ from plinth.train.data_split import WorkerReader
 from plinth.train.distributed_config import DistributedConfig
 from plinth.train.package import FORMAT as PACKAGE_FORMAT
 from plinth.train.package import _publish, _save_npz, _save_torch, export_package
-from plinth.data.normalize import Normalizer
 from plinth.train.reporting import MetricsReporter
 from plinth.train.stability import warmup_scale
 from plinth.train.trainer import (
