@@ -12,7 +12,9 @@ Exits non-zero, naming the step, when any step fails.
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -54,7 +56,34 @@ def run(args: list[str], env: dict[str, str], *, capture: bool = False) -> str:
     return result.stdout or ""
 
 
+def _others_can_run(path: str) -> bool:
+    """Whether a user other than the owner can execute ``path`` (every directory above
+    it searchable by others, the file executable by others)."""
+    real = Path(os.path.realpath(path))
+    try:
+        dirs_ok = all(d.stat().st_mode & stat.S_IXOTH for d in real.parents)
+        return dirs_ok and bool(real.stat().st_mode & stat.S_IXOTH)
+    except OSError:
+        return False
+
+
+def choose_isolation() -> None:
+    """As root, the server runs each group's replicas as an OS user of its own. The demo's
+    jobs run this Python; when it lies where other users cannot reach it (e.g. under a
+    0700 /root), the demo runs single-user instead, and says so."""
+    if os.geteuid() != 0 or "PLINTH_ISOLATION" in os.environ:
+        return
+    if not _others_can_run(sys.executable):
+        os.environ["PLINTH_ISOLATION"] = "off"
+        console.print(
+            f"Note: this Python ({os.path.realpath(sys.executable)}) is not reachable by other "
+            "OS users, so the demo runs replicas as you (isolation.mode off). A shared server "
+            "installs Plinth where group users can run it: see docs/security.md."
+        )
+
+
 def main() -> int:
+    choose_isolation()
     home = Path(tempfile.mkdtemp(prefix="plinth-demo-"))
     server = LocalServer(home)
     current = "starting"

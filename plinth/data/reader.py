@@ -179,9 +179,13 @@ def numeric_input(table: pa.Table, schema: Schema,
 
 @dataclass(frozen=True)
 class _RowGroup:
+    """Rows ``offset .. offset + rows`` of row group ``index`` of file ``file`` (the
+    whole group unless a worker's share cut it, see :mod:`plinth.train.data_split`)."""
+
     file: int
     index: int
     rows: int
+    offset: int = 0
 
 
 class ParquetReader:
@@ -258,6 +262,8 @@ class ParquetReader:
             if pf is None:
                 pf = files[g.file] = pq.ParquetFile(self.files[g.file])
             t = pf.read_row_group(g.index, columns=self.schema.columns)
+            if g.offset or t.num_rows != g.rows:
+                t = t.slice(g.offset, g.rows)
             if skip:
                 t = t.slice(skip)
                 skip = 0

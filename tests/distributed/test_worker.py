@@ -136,3 +136,25 @@ def test_deltas_chain_up_to_the_final_package(ps_data, tmp_path) -> None:
     assert set(rows) == set(pkg["ids"].tolist())
     assert all(np.array_equal(rows[int(i)], v) for i, v in zip(pkg["ids"], pkg["values"],
                                                                strict=True))
+
+
+def test_few_row_groups_are_cut_so_every_worker_trains(tmp_path) -> None:
+    """One row group and three workers: each gets rows (none trains zero steps) and
+    together they read every row exactly once."""
+    from plinth.data.reader import DataError
+    from plinth.data.synthetic import SyntheticSpec, generate
+    from plinth.train.data_split import split_pieces
+
+    generate(SyntheticSpec(rows=3000, cardinalities=(10, 50), multi_fields=0, numeric=2,
+                           seed=3, row_group_size=1_000_000), tmp_path)
+    cfg = load_config(small_config(tmp_path, tmp_path / "out"))
+    full = ParquetReader(cfg.data_paths("train"), cfg.schema, 256)
+    readers = [WorkerReader(cfg.data_paths("train"), cfg.schema, 256, rank=r, world_size=3)
+               for r in range(3)]
+    assert readers[0].steps_per_epoch > 0 and all(r.num_rows > 0 for r in readers)
+    got = np.sort(np.concatenate([b.dense[:, 0] for r in readers for b in r.iter_epoch(0)]))
+    want = np.sort(np.concatenate([b.dense[:, 0] for b in full.iter_epoch(0)]))
+    assert np.array_equal(got, want)
+    assert split_pieces([5, 2], 6) == [(0, 0, 2), (0, 2, 1), (0, 3, 2), (1, 0, 1), (1, 1, 1)]
+    with pytest.raises(DataError, match="too few to give each of 5000 workers"):
+        WorkerReader(cfg.data_paths("train"), cfg.schema, 256, rank=0, world_size=5000)
