@@ -367,7 +367,11 @@ class _Supervisor:
         except OSError as exc:
             os.close(out_w)
             code = 127 if isinstance(exc, FileNotFoundError) else 126
-            _say(f"cannot execute {command[0]!r}: {exc.strerror or exc}")
+            why = exc.strerror if exc.errno else "not executable"
+            if self.run_as is not None and not isinstance(exc, FileNotFoundError):
+                why += (f" as the group's OS user (uid {self.run_as[0]}): install the program"
+                        " where that user can reach it (not under a 0700 home such as /root)")
+            _say(f"cannot execute {command[0]!r}: {why}")
             self._record("exec-failed", code)
             return code
         os.close(out_w)
