@@ -64,7 +64,6 @@ import torch.distributed as tdist
 import torch.nn.functional as F
 
 from plinth.data.metrics import auc
-from plinth.data.normalize import Normalizer
 from plinth.data.reader import DataError
 from plinth.sparse.jagged import Batch
 from plinth.sparse.ps.client import PSClient, RemoteTable
@@ -78,8 +77,6 @@ from plinth.train.package import _publish, _save_npz, _save_torch, export_packag
 from plinth.train.reporting import MetricsReporter
 from plinth.train.stability import warmup_scale
 from plinth.train.trainer import (
-    _ARCH_KEYS,
-    _TABLE_KEYS,
     Trainer,
     TrainingInterrupted,
     _fsync_dir,
@@ -394,16 +391,7 @@ class DistributedTrainer(Trainer):
         reshard) the tables; every worker loads the dense state and its position."""
         path = Path(path)
         manifest = json.loads((path / "manifest.json").read_text())
-        self._check_architecture(path, manifest.get("config", {}))
-        if "normalizer" in manifest:  # the transforms the weights were trained with
-            saved = Normalizer.from_dict(manifest["normalizer"])
-            if saved.width != self.normalizer.width:
-                raise ConfigError(
-                    f"checkpoint {path} was trained with {saved.width} dense inputs but this "
-                    f"data gives {self.normalizer.width}; use a new output_dir, or set "
-                    "checkpoint.resume: false to start over")
-            self.normalizer = saved
-            self.base_rate = manifest.get("base_rate", self.base_rate)
+        self._check_checkpoint(path, manifest)
         if self.rank == 0:
             self.client.restore(str(path))
         dense = torch.load(path / "dense.pt", weights_only=False)
@@ -427,16 +415,6 @@ class DistributedTrainer(Trainer):
         for t in self.tables.values():
             t.advance(step=self.step)
         self._set_lr_scale(warmup_scale(self.step, self.cfg.warmup_steps))
-
-    def _check_architecture(self, path: Path, saved: dict[str, Any]) -> None:
-        mine = self.cfg.to_dict()
-        diff = [k for k in _ARCH_KEYS if saved.get(k) != mine.get(k)]
-        diff += [f"tables.{k}" for k in _TABLE_KEYS
-                 if saved.get("tables", {}).get(k) != mine["tables"].get(k)]
-        if diff:
-            raise ConfigError(
-                f"checkpoint {path} was written with different {', '.join(diff)}; "
-                "use a new output_dir, or set checkpoint.resume: false to start over")
 
     def export_delta(self) -> Path:
         """Write the rows changed since the previous delta, in the package's delta format

@@ -494,25 +494,7 @@ class Trainer:
         """Restore tables (with optimizer state), dense weights and optimizer, position."""
         path = Path(path)
         state = json.loads((path / "state.json").read_text())
-        saved = state.get("config", {})
-        mine = self.cfg.to_dict()
-        diff = [k for k in _ARCH_KEYS if saved.get(k) != mine.get(k)]
-        diff += [f"tables.{k}" for k in _TABLE_KEYS
-                 if saved.get("tables", {}).get(k) != mine["tables"].get(k)]
-        if diff:
-            raise ConfigError(
-                f"checkpoint {path} was written with different {', '.join(diff)}; "
-                "use a new output_dir, or set checkpoint.resume: false to start over"
-            )
-        if "normalizer" in state:
-            saved_norm = Normalizer.from_dict(state["normalizer"])
-            if saved_norm.width != self.normalizer.width:
-                raise ConfigError(
-                    f"checkpoint {path} was trained with {saved_norm.width} dense inputs "
-                    f"({saved_norm.output_names}) but this data gives {self.normalizer.width}; "
-                    "use a new output_dir, or set checkpoint.resume: false to start over")
-            self.normalizer = saved_norm  # the transforms the weights were trained with
-            self.base_rate = state.get("base_rate", self.base_rate)
+        self._check_checkpoint(path, state)
         with open(path / "tables.pkl", "rb") as f:
             tables = pickle.load(f)
         if set(tables) != set(self.tables):
@@ -537,6 +519,30 @@ class Trainer:
         # The optimizer's saved state holds the learning rate of its time; the config's
         # (perhaps lowered after a divergence) and the warm-up decide it from here.
         self._set_lr_scale(warmup_scale(self.step, self.cfg.warmup_steps))
+
+    def _check_checkpoint(self, path: Path, state: dict[str, Any]) -> None:
+        """Refuse a checkpoint whose shapes differ from this config's (it would fail deep
+        inside load_state_dict); take its numeric transforms and base rate, the ones its
+        weights were trained with. ``state``: its state.json (or a PS manifest)."""
+        saved = state.get("config", {})
+        mine = self.cfg.to_dict()
+        diff = [k for k in _ARCH_KEYS if saved.get(k) != mine.get(k)]
+        diff += [f"tables.{k}" for k in _TABLE_KEYS
+                 if saved.get("tables", {}).get(k) != mine["tables"].get(k)]
+        if diff:
+            raise ConfigError(
+                f"checkpoint {path} was written with different {', '.join(diff)}; "
+                "use a new output_dir, or set checkpoint.resume: false to start over"
+            )
+        if "normalizer" in state:
+            saved_norm = Normalizer.from_dict(state["normalizer"])
+            if saved_norm.width != self.normalizer.width:
+                raise ConfigError(
+                    f"checkpoint {path} was trained with {saved_norm.width} dense inputs "
+                    f"({saved_norm.output_names}) but this data gives {self.normalizer.width}; "
+                    "use a new output_dir, or set checkpoint.resume: false to start over")
+            self.normalizer = saved_norm
+            self.base_rate = state.get("base_rate", self.base_rate)
 
     def _rebind_tables(self) -> None:
         for m in self.model.sparse_modules():
