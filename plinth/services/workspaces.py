@@ -3,7 +3,8 @@ session the user starts, kept across sessions.
 
 Single-user mode: ``PLINTH_HOME/workspaces/<user>`` (0700, the server's user, like
 everything else in that mode). Isolated mode (a root server, one OS user per group):
-``<isolation.run_root>/workspaces/<user>``, 0700 and owned by the OS user the session's
+``<isolation.run_root>/.workspaces/<user>`` (a dot name: never taken for a workload's
+working directory by retention's scan of the run root), 0700 and owned by the OS user the session's
 group runs as, in a 0711 parent -- so another group's session (another OS user)
 cannot list or read it, and PLINTH_HOME stays the server's alone.
 
@@ -29,7 +30,7 @@ def _root(home: Path) -> tuple[Path, workdirs.Isolation | None]:
     iso = workdirs._ISOLATION.get(Path(home).absolute())
     if iso is None:
         return Path(home) / "workspaces", None
-    return iso.run_root / "workspaces", iso
+    return iso.run_root / ".workspaces", iso
 
 
 def workspace_dir(home: Path, user: str) -> Path:
