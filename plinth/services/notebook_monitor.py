@@ -216,6 +216,7 @@ class NotebookMonitor:
             self.cfg.warn_fraction, activity,
             warned_idle_since=self._warned_idle.get(w.id),
             warned_lifetime_until=self._warned_life.get(w.id),
+            window_end=datetime.fromisoformat(nb["window_end"]) if nb.get("window_end") else None,
         )  # fmt: skip
         self.readings[w.id] = Reading(now, True, activity.last_activity, activity.kernels,
                                       activity.busy_kernels, activity.connections,

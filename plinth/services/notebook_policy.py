@@ -115,14 +115,20 @@ def decide(
     *,
     warned_idle_since: datetime | None,
     warned_lifetime_until: datetime | None,
+    window_end: datetime | None = None,
 ) -> Decision:
     """What to do about a running session now.
 
     ``warned_idle_since``: the start of the idle period already warned about (None:
     none); ``warned_lifetime_until``: the ``ends_at`` already warned about. A warning is
     given once per idle period and once per lifetime (an ``extend`` starts a new one).
+    ``window_end``: a booked session's window end (its reason then names the window).
     The lifetime wins over idleness: a session past its end stops whatever it does."""
     if now >= ends_at:
+        if window_end is not None and ends_at >= window_end:
+            return Decision(Action.STOP_LIFETIME,
+                            f"the booked window ended at {window_end.isoformat(timespec='seconds')}"
+                            "; stopping the session")  # fmt: skip
         lifetime = format_duration((ends_at - started_at).total_seconds())
         return Decision(Action.STOP_LIFETIME,
                         f"maximum lifetime of {lifetime} reached; stopping the session")

@@ -72,6 +72,9 @@ def test_reasons_say_why() -> None:
     d = decide(at(1000), T0, at(1000), 100.0, 0.8, Activity(at(999), 1, 1),
                warned_idle_since=None, warned_lifetime_until=None)  # fmt: skip
     assert "maximum lifetime of 16m40s reached" in d.reason
+    d = decide(at(1000), T0, at(1000), 100.0, 0.8, Activity(at(999)), warned_idle_since=None,
+               warned_lifetime_until=None, window_end=at(1000))  # fmt: skip
+    assert d.action is Action.STOP_LIFETIME and "booked window ended" in d.reason
 
 
 def test_timeouts_defaults_gpu_and_caps() -> None:

@@ -190,3 +190,23 @@ def test_a_jupyterlab_that_fails_to_start_ends_failed_with_its_log(
         log = p.c.get(f"/api/v1/notebooks/{nb['id']}/logs", headers=h)
         assert log.status_code == 200 and "/nonexistent/plinth" in log.text
         wait_for(lambda: _used(nbs, group) == before, 30, "the group's usage to return")
+
+
+def test_a_jupyterlab_that_never_answers_fails_after_the_start_timeout(
+    tmp_path, monkeypatch
+) -> None:
+    from tests.api.conftest import running_plinth
+
+    # JupyterLab runs, but answers under another path than the platform asks at.
+    cfg = {"check_interval": 0.2, "start_timeout": "3s",
+           "jupyter_args": ["--ServerApp.base_url=/elsewhere/"]}  # fmt: skip
+    with running_plinth(tmp_path, monkeypatch, notebooks=cfg) as p:
+        nbs = Notebooks(p)
+        h, group = p.member()
+        before = _used(nbs, group)
+        nb = nbs.start(h)
+        done = nbs.wait_state(h, nb["id"], {"failed"}, timeout=90)
+        assert "did not answer within 3s" in done["reason"], done["reason"]
+        assert "its log ends with" in done["reason"]
+        wait_for(lambda: _used(nbs, group) == before, 30, "the group's usage to return")
+        nbs.stop_all()
