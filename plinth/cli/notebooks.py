@@ -170,5 +170,19 @@ def events(ctx: typer.Context, notebook_id: NotebookId, output: OutputOption = o
                       out.escape(e.get("reason"))] for e in evs])  # fmt: skip
 
 
+@app.command()
+def logs(ctx: typer.Context, notebook_id: NotebookId) -> None:
+    """JupyterLab's output (why a session failed to start, for instance)."""
+    client = get_client(ctx)
+    offset = 0
+    while True:
+        chunk = client.notebooks.logs(notebook_id, offset=offset)
+        sys.stdout.write(chunk.data.decode("utf-8", "replace"))
+        if not chunk.data or chunk.offset == offset:
+            break
+        offset = chunk.offset
+    sys.stdout.flush()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

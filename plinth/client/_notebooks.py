@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from plinth.client._errors import PlinthError
 from plinth.client._http import API_PREFIX, Transport, segment
-from plinth.client._types import TERMINAL_STATES, Event
+from plinth.client._types import TERMINAL_STATES, Event, LogChunk
 
 
 def _nb(notebook_id: str) -> str:
@@ -60,6 +60,16 @@ class Notebooks:
 
     def events(self, notebook_id: str) -> list[Event]:
         return cast("list[Event]", self._t.json("GET", f"{_nb(notebook_id)}/events"))
+
+    def logs(self, notebook_id: str, *, offset: int = 0) -> LogChunk:
+        """JupyterLab's output (the latest attempt) from byte ``offset``."""
+        response = self._t.request("GET", f"{_nb(notebook_id)}/logs", params={"offset": offset})
+        try:
+            next_offset = int(response.headers.get("X-Log-Offset", ""))
+        except ValueError:
+            next_offset = offset + len(response.content)
+        complete = response.headers.get("X-Log-Complete", "false").strip().lower() == "true"
+        return LogChunk(data=response.content, offset=next_offset, complete=complete)
 
     def wait_ready(
         self, notebook_id: str, *, timeout: float | None = None, poll_interval: float = 0.5

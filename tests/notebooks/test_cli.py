@@ -61,6 +61,8 @@ def test_the_cli_starts_waits_for_lists_extends_and_stops_a_session(
     assert over.returncode != 0 and "cap" in over.stderr
     stopped = plinth_json(["notebook", "stop", nb["id"]], team.env)
     assert stopped["state"] == "cancelled"  # type: ignore[index]
+    log = plinth(["notebook", "logs", nb["id"]], team.env)
+    assert log.returncode == 0 and "Jupyter" in log.stdout, log.stderr
     evs = plinth_json(["notebook", "events", nb["id"]], team.env)
     assert {"ready", "extended", "cancelled"} <= {e["type"] for e in evs}  # type: ignore[union-attr]
 
