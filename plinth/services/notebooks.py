@@ -151,7 +151,11 @@ def prepare_notebook(
         if start < now - timedelta(seconds=_PAST_SLACK_S):
             raise Invalid(f"at: {start.isoformat()} is in the past; book a window from now on")
         start = max(start, now)
-        window = (start, start + timedelta(seconds=req.duration))
+        try:
+            window = (start, start + timedelta(seconds=req.duration))
+        except OverflowError:
+            raise Invalid(f"at: {start.isoformat()} plus the duration is past year 9999; "
+                          "book a nearer window") from None
         if lifetime_ask is not None and lifetime_ask < req.duration:
             window = (start, start + timedelta(seconds=lifetime_ask))
         lifetime_ask = (window[1] - window[0]).total_seconds()

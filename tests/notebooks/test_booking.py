@@ -48,6 +48,7 @@ def test_a_booking_needs_both_at_and_duration_and_a_future_start(nbs: Notebooks)
     soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     for body in ({"at": soon}, {"duration": "1h"},
                  {"at": "2000-01-01T00:00:00Z", "duration": "1h"},
-                 {"at": "not a time", "duration": "1h"}):  # fmt: skip
+                 {"at": "not a time", "duration": "1h"},
+                 {"at": "9999-12-31T23:00:00Z", "duration": "2h"}):  # fmt: skip
         r = nbs.p.c.post("/api/v1/notebooks", json=body, headers=h)
         assert r.status_code == 422, (body, r.text)
