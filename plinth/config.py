@@ -43,6 +43,17 @@ Every key is optional; an empty file gives a working single-machine server. Exam
       run_root: /var/lib/plinth/run  # replicas' working directories (root: 0711)
       user_prefix: plinth-         # OS users plinth-<group id>-<group>, made on demand
     url: http://127.0.0.1:8321     # PLINTH_URL given to replicas; default: where the server listens
+    notebooks:                     # JupyterLab sessions (docs/notebooks.md)
+      idle_timeout: 1h             # default; a session may ask for another
+      gpu_idle_timeout: 30m        # default for sessions holding GPUs (falls back to idle_timeout)
+      max_lifetime: 8h             # default lifetime; `extend` pushes it
+      max_idle_timeout: 1d         # the largest idle timeout a session may ask for
+      lifetime_cap: 7d             # the longest a session may live, extensions included
+      groups: {ads: {gpu_idle_timeout: 10m, lifetime_cap: 1d}}   # per-group overrides
+      check_interval: 10s          # how often each session's activity is read
+      start_timeout: 2m            # JupyterLab must answer within this after its start
+      warn_fraction: 0.8           # warn at this share of the idle timeout / lifetime
+      jupyter_args: []             # more options for `jupyter lab`
 
 Durations take seconds or ``90s``/``30m``/``2h``/``1d``; sizes take MiB or ``512Mi``/``4Gi``/``1G``.
 Environment: ``PLINTH_HOME`` (default ``~/.plinth``), ``PLINTH_DATABASE_URL`` (default SQLite
@@ -375,6 +386,70 @@ class RetentionConfig(_Strict):
 EXECUTOR_NICE_DEFAULT = 5
 
 
+class NotebookPolicy(_Strict):
+    """Defaults and caps of notebook sessions (seconds); a group's entry in
+    ``notebooks.groups`` overrides the keys it sets."""
+
+    idle_timeout: float | None = None
+    gpu_idle_timeout: float | None = None
+    max_lifetime: float | None = None
+    max_idle_timeout: float | None = None
+    lifetime_cap: float | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        d = _duration(v)
+        if d <= 0:
+            raise ValueError(f"must be a positive duration, got {v!r}")
+        return d
+
+
+class NotebooksConfig(_Strict):
+    """``notebooks:``: idle timeouts, lifetimes and their caps (docs/notebooks.md)."""
+
+    idle_timeout: float = 3600.0
+    gpu_idle_timeout: float | None = 1800.0
+    max_lifetime: float = 8 * 3600.0
+    max_idle_timeout: float = 86400.0
+    lifetime_cap: float = 7 * 86400.0
+    groups: dict[str, NotebookPolicy] = Field(default_factory=dict)
+    check_interval: float = Field(default=10.0)
+    start_timeout: float = 120.0
+    warn_fraction: float = Field(default=0.8, gt=0, lt=1)
+    #: More options for ``jupyter lab`` (e.g. ``--ServerApp.max_body_size=...``).
+    jupyter_args: list[str] = Field(default_factory=list, max_length=64)
+
+    _v = field_validator(
+        "idle_timeout", "max_lifetime", "max_idle_timeout", "lifetime_cap", "check_interval",
+        "start_timeout", mode="before",
+    )(classmethod(lambda cls, v: _duration(v)))
+    _g = field_validator("gpu_idle_timeout", mode="before")(
+        classmethod(lambda cls, v: None if v is None else _duration(v))
+    )
+
+    @field_validator("check_interval", "start_timeout", "idle_timeout", "max_lifetime")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"must be a positive duration, got {v:g}")
+        return v
+
+    def policy(self, group: str) -> NotebookPolicy:
+        """The group's effective policy: its overrides on top of the defaults."""
+        base = NotebookPolicy(
+            idle_timeout=self.idle_timeout, gpu_idle_timeout=self.gpu_idle_timeout,
+            max_lifetime=self.max_lifetime, max_idle_timeout=self.max_idle_timeout,
+            lifetime_cap=self.lifetime_cap,
+        )  # fmt: skip
+        over = self.groups.get(group)
+        if over is None:
+            return base
+        return base.model_copy(update=over.model_dump(exclude_none=True))
+
+
 class ServerConfig(_Strict):
     """The whole server configuration; see the module docstring for the YAML shape."""
 
@@ -392,6 +467,7 @@ class ServerConfig(_Strict):
     isolation: IsolationConfig = Field(default_factory=IsolationConfig)
     logs: LogsConfig = LogsConfig()
     retention: RetentionConfig = RetentionConfig()
+    notebooks: NotebooksConfig = NotebooksConfig()
     url: str | None = None
 
     @field_validator("nodes")

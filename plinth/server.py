@@ -62,9 +62,11 @@ def make_executor(cfg: ServerConfig, local: dict[str, Any] | None = None) -> Exe
 def background_services(ctx: AppContext) -> list[BackgroundService]:
     """Every background service of a running server, in start order (stopped in
     reverse). Add new ones here."""
+    from plinth.services.notebook_monitor import NotebookMonitor
     from plinth.services.retention import RetentionSweeper
 
-    return [ctx.loop, RetentionSweeper(ctx.db, ctx.home, ctx.cfg.retention)]
+    ctx.notebooks = NotebookMonitor(ctx.db, ctx.cfg, ctx.home, ctx.loop.wake)
+    return [ctx.loop, RetentionSweeper(ctx.db, ctx.home, ctx.cfg.retention), ctx.notebooks]
 
 
 @contextmanager

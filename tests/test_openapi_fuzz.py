@@ -47,6 +47,9 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServe
                 for job in client.jobs.list(limit=10000):
                     if job["state"] not in TERMINAL_STATES:
                         client.jobs.cancel(job["id"])
+                for nb in client.notebooks.list(limit=10000):  # fuzzed sessions too
+                    if nb["state"] not in TERMINAL_STATES:
+                        client.notebooks.stop(nb["id"])
         finally:
             server.stop()
 

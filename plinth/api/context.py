@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from plinth.config import ServerConfig
 from plinth.services.auth import PrincipalCache
@@ -21,3 +22,5 @@ class AppContext:
     loop: ControlLoop
     admin_token: str | None = None  # set only when this start created the admin
     principals: PrincipalCache = field(default_factory=PrincipalCache)
+    #: The notebook monitor (services.notebook_monitor), set by background_services.
+    notebooks: Any = None

@@ -26,6 +26,7 @@ from plinth.cli.job_metrics import metrics as job_metrics_command
 from plinth.cli.jobs import app as jobs_app
 from plinth.cli.models import app as models_app
 from plinth.cli.nodes import app as nodes_app
+from plinth.cli.notebooks import app as notebooks_app
 from plinth.cli.queue import queue as queue_command
 from plinth.cli.quotas import quota_app, reservation_app
 from plinth.cli.scheduler import app as scheduler_app
@@ -90,6 +91,7 @@ app.add_typer(scheduler_app, name="scheduler")
 app.add_typer(tokens_app, name="token")
 app.add_typer(admin_app, name="admin")
 app.add_typer(models_app, name="model")
+app.add_typer(notebooks_app, name="notebook")
 app.command("queue")(queue_command)
 app.add_typer(data_app, name="data")
 

@@ -8,6 +8,7 @@ from plinth.client._admin import Files, Groups, Nodes, QuotaExpansions, Reservat
 from plinth.client._http import API_PREFIX, Transport, resolve_token, resolve_url
 from plinth.client._jobs import Jobs
 from plinth.client._models import Models
+from plinth.client._notebooks import Notebooks
 from plinth.client._security import Admin, Tokens
 from plinth.client._templates import Metrics, Templates
 from plinth.client._types import User
@@ -43,6 +44,7 @@ class Client:
         self.templates = Templates(self._transport)
         self.metrics = Metrics(self._transport)
         self.models = Models(self._transport, self.files)
+        self.notebooks = Notebooks(self._transport)
 
     @property
     def url(self) -> str:

@@ -3,7 +3,9 @@
 Tokens are 256-bit random strings (``plt_`` + urlsafe base64); only their sha256 is
 stored, which is safe for high-entropy secrets (no salt or slow hash needed).
 A token with a ``workload_id`` is scoped: it may read and act on that workload only
-(replicas get one as PLINTH_TOKEN).
+(replicas get one as PLINTH_TOKEN). Except a notebook's: its kernels act for the user
+(submit and follow jobs), so its token has the user's rights -- never an admin's --
+and, like every workload token, it stops working when the session ends.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class Principal:
     workload_id: str | None = None  # set for a workload-scoped token
     #: When the token expires (None: never); the principal cache keeps it no longer.
     expires_at: datetime | None = field(default=None, compare=False)
+    #: A notebook session's token (acts as its user): the session it dies with.
+    session_id: str | None = field(default=None, compare=False)
 
     @property
     def scoped(self) -> bool:
@@ -88,7 +92,8 @@ def authenticate(session: Session, token: str | None) -> Principal:
         raise Unauthorized("missing token: send 'Authorization: Bearer <token>'")
     row = session.execute(
         select(Token.workload_id, User.id, User.name, User.admin, Group.id, Group.name,
-               Token.revoked_at, Token.expires_at, User.disabled, Workload.state)
+               Token.revoked_at, Token.expires_at, User.disabled, Workload.state,
+               Workload.kind)
         .join(User, Token.user_id == User.id)
         .join(Group, User.group_id == Group.id)
         .outerjoin(Workload, Token.workload_id == Workload.id)
@@ -96,7 +101,7 @@ def authenticate(session: Session, token: str | None) -> Principal:
     ).first()  # fmt: skip
     if row is None:
         raise Unauthorized("invalid token")
-    workload_id, uid, uname, admin, gid, gname, revoked, expires, disabled, wstate = row
+    workload_id, uid, uname, admin, gid, gname, revoked, expires, disabled, wstate, kind = row
     if revoked is not None:
         raise Unauthorized("this token was revoked")
     if disabled:
@@ -105,6 +110,8 @@ def authenticate(session: Session, token: str | None) -> Principal:
         raise Unauthorized("this token has expired: ask for a new one")
     if workload_id is not None and (wstate is None or wstate in _FINAL_STATES):
         raise Unauthorized(f"workload {workload_id} has finished: its token no longer works")
+    if workload_id is not None and kind == "notebook":
+        return Principal(uid, uname, gid, gname, False, None, expires, session_id=workload_id)
     # A workload-scoped token never carries its user's admin rights.
     return Principal(
         uid, uname, gid, gname, bool(admin) and workload_id is None, workload_id, expires
@@ -198,7 +205,7 @@ class PrincipalCache:
             return hit[1]
 
     def put(self, token: str, p: Principal) -> None:
-        if p.scoped:
+        if p.scoped or p.session_id is not None:
             return
         until = time.monotonic() + self.ttl_s
         if p.expires_at is not None:

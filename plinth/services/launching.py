@@ -45,6 +45,7 @@ from plinth.services.lifecycle import State
 from plinth.services.replica_env import replica_env
 from plinth.services.wakeups import Wakeups
 from plinth.services.workdirs import CodeError, prepare_code
+from plinth.services.workspaces import ensure_workspace
 from plinth.store.db import Database
 from plinth.store.models import Event, Replica, Workload, utcnow
 
@@ -173,6 +174,12 @@ class Launcher:
             )  # fmt: skip
         except CodeError as e:
             return handles, str(e), utcnow()
+        notebook = plan.spec.get("notebook")
+        if notebook is not None:  # a notebook's root: its user's persistent workspace
+            try:
+                ensure_workspace(self.home, Path(notebook["workspace"]).name, plan.workload_id)
+            except (OSError, RuntimeError) as e:
+                return handles, f"could not prepare the notebook workspace: {e}", utcnow()
         params = plan.spec.get("params") or {}
         for r in plan.replicas:
             env = replica_env(

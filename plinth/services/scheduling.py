@@ -19,6 +19,7 @@ a fresh snapshot without applying anything: what the control loop would decide n
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -140,7 +141,28 @@ def pending_workload(w: Any, group: str, user: str) -> core.Workload:
         id=w.id, group=group, user=user, roles=roles_of(w.spec),
         max_runtime_s=float(w.max_runtime_s), queue_time=epoch(w.queued_at), kind=w.kind,
         priority=w.priority, seq=next(_SEQ),
+        # A booked notebook (services.notebooks) waits for its reservation's window.
+        reservation=(w.spec or {}).get("reservation"),
     )  # fmt: skip
+
+
+def _with_reservations(conn: Any, running: list[core.Workload]) -> list[core.Workload]:
+    """Running booked notebooks with the reservation they use (so the window's hold
+    counts what they hold). One narrow read, only when notebooks run."""
+    ids = [w.id for w in running if w.kind == "notebook"]
+    if not ids:
+        return running
+    booked = {
+        wid: spec["reservation"]
+        for wid, spec in conn.execute(
+            select(Workload.id, Workload.spec).where(Workload.id.in_(ids))
+        )
+        if isinstance(spec, dict) and spec.get("reservation")
+    }
+    if not booked:
+        return running
+    return [dataclasses.replace(w, reservation=booked[w.id]) if w.id in booked else w
+            for w in running]  # fmt: skip
 
 
 def build_snapshot(
@@ -285,6 +307,8 @@ def build_snapshot(
                 preempting=not current or r0.preempted_at is not None,
             )
         )
+
+    running = _with_reservations(conn, running)
 
     # Pending: the queue head's ids in queue order (a narrow indexed scan); each
     # workload's scheduler value is built once per attempt and cached by the caller

@@ -9,6 +9,7 @@ from plinth.api.routers import (
     jobs,
     models,
     nodes,
+    notebooks,
     queue,
     quotas,
     reservations,
@@ -35,6 +36,7 @@ ALL = [
     audit.router,
     admin.router,
     models.router,
+    notebooks.router,
 ]
 
 __all__ = ["ALL"]
