@@ -62,9 +62,11 @@ def make_executor(cfg: ServerConfig, local: dict[str, Any] | None = None) -> Exe
 def background_services(ctx: AppContext) -> list[BackgroundService]:
     """Every background service of a running server, in start order (stopped in
     reverse). Add new ones here."""
+    from plinth.services.deployment_follower import DeploymentFollower
     from plinth.services.retention import RetentionSweeper
 
-    return [ctx.loop, RetentionSweeper(ctx.db, ctx.home, ctx.cfg.retention)]
+    return [ctx.loop, RetentionSweeper(ctx.db, ctx.home, ctx.cfg.retention),
+            DeploymentFollower(ctx.db, ctx.home)]
 
 
 @contextmanager
