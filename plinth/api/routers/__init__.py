@@ -3,6 +3,7 @@
 from plinth.api.routers import (
     admin,
     audit,
+    deployments,
     files,
     groups,
     job_metrics,
@@ -35,6 +36,7 @@ ALL = [
     audit.router,
     admin.router,
     models.router,
+    deployments.router,
 ]
 
 __all__ = ["ALL"]

@@ -1,0 +1,198 @@
+"""Deployments through a real ``plinth server`` (issue 13, Done-when 3): a deployment of
+two replicas under the group's quota keeps answering through the platform endpoint when
+one replica is killed with SIGKILL (zero failed requests), the killed replica comes back
+(events say so), the deployment follows its alias (and back: a rollback), and deleting
+it returns its resources to the quota. Bad input gets a 4xx that names what to fix."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _waiting import wait_for
+from integration._helpers import ADMIN_TOKEN, Api, make_member, start_server
+
+pytestmark = pytest.mark.slow
+
+CONFIG = {
+    "nodes": [{"name": "n1", "cpu": 8, "memory": "16Gi"}],
+    "uploads": {"max_packed": 16 * 1024 * 1024, "max_unpacked": 64 * 1024 * 1024,
+                "max_files": 100},
+    "scheduler": {"poll_interval": 0.5},
+}
+
+
+def _targz(root: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(root, arcname=root.name)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory) -> Iterator[tuple[Any, Path]]:
+    home = tmp_path_factory.mktemp("deploy-home")
+    server = start_server(home, CONFIG)
+    try:
+        yield server, home
+    finally:
+        server.stop()
+
+
+def _register(api: Api, name: str, package: Path) -> int:
+    r = api.c.post("/api/v1/files", content=_targz(package),
+                   headers={"Content-Type": "application/gzip"})
+    assert r.status_code in (200, 201), r.text
+    return api.ok("POST", f"/api/v1/models/{name}/versions",
+                  json={"file": r.json()["sha256"]})["version"]
+
+
+def _used_cpu(admin: Api, group: str) -> float:
+    return admin.ok("GET", f"/api/v1/groups/{group}")["status"]["used"]["cpu"]
+
+
+def _serve_pid(home: Path, wid: str, replica: int, started_at: str) -> int:
+    """The pid of the model server of `replica` (its supervisor writes it)."""
+    status = home / "workloads" / wid / ".status"
+    found = []
+    for d in status.iterdir():
+        if d.name.startswith(f"replica-{replica}-") and (d / "pid").exists() \
+                and not (d / "exit_code").exists():
+            found.append(int((d / "pid").read_text().split()[0]))
+    assert len(found) == 1, (found, started_at)
+    return found[0]
+
+
+def test_deployment_survives_a_killed_replica_and_follows_its_alias(platform, trained):
+    server, home = platform
+    admin = Api(server, ADMIN_TOKEN)
+    api = make_member(admin, server, "recs", "ann",
+                      quota={"cpu": 2, "memory": "4Gi"}, borrow_limit={"cpu": 0})
+    assert _register(api, "ctr", trained.v1) == 1
+    assert _register(api, "ctr", trained.v2) == 2
+    api.ok("PUT", "/api/v1/models/ctr/aliases/production", json={"version": 1})
+
+    # Bad input: a 4xx naming what to fix, never a 500, nothing created.
+    for body, status, words in [
+        ({"name": "x", "model": "nope@production"}, 422, "model"),
+        ({"name": "x", "model": "ctr@staging"}, 422, "alias 'staging'"),
+        ({"name": "x", "model": "ctr@9"}, 422, "no version 9"),
+        ({"name": "x", "model": "ctr"}, 422, "model"),
+        ({"name": "x", "model": "ctr@production", "replicas": 3,
+          "resources": {"cpu": 1, "memory": "256Mi"}}, 422, "quota"),
+        ({"name": "x", "model": "ctr@production", "replica": 2}, 422, "replica"),
+    ]:
+        r = api.c.post("/api/v1/deployments", json=body)
+        assert r.status_code == status, (body, r.status_code, r.text)
+        assert words in r.text, (body, r.text)
+    assert api.ok("GET", "/api/v1/deployments") == []
+    assert api.c.get("/api/v1/deployments/x").status_code == 404
+    assert api.c.post("/api/v1/deployments/x/predict", json=[{}]).status_code == 404
+
+    d = api.ok("POST", "/api/v1/deployments", json={
+        "name": "ctr-live", "model": "ctr@production", "replicas": 2,
+        "resources": {"cpu": 0.5, "memory": "512Mi"}})
+    assert d["alias"] == "production" and d["version"] == 1 and d["replicas"] == 2
+    r = api.c.post("/api/v1/deployments", json={"name": "ctr-live", "model": "ctr@1"})
+    assert r.status_code == 409 and "already exists" in r.text
+
+    rows = trained.records[:8]
+
+    def predict() -> Any:
+        return api.c.post("/api/v1/deployments/ctr-live/predict", json=rows)
+
+    wait_for(lambda: api.ok("GET", "/api/v1/deployments/ctr-live")["ready_replicas"] == 2,
+             120, "both replicas running")
+    wait_for(lambda: predict().status_code == 200, 120, "the first prediction")
+    # Both replicas answer (round-robin), each serving version 1.
+    seen = {}
+    wait_for(lambda: seen.update({(r := predict()).headers["X-Plinth-Replica"]:
+                                  r.json()["version"]}) or len(seen) == 2, 60, "both replicas")
+    assert set(seen.values()) == {"1"}
+    # Its resources count in the group's quota while it runs.
+    assert _used_cpu(admin, "recs") == pytest.approx(1.0)
+
+    # Constant load through the platform endpoint while replica 0 is SIGKILLed.
+    failures: list[str] = []
+    done = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            r = predict()
+            if r.status_code != 200:
+                failures.append(f"{r.status_code} {r.text[:200]}")
+            done[0] += 1
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: done[0] >= 20, 60, "load to run")
+        before = api.ok("GET", "/api/v1/deployments/ctr-live")["replica_status"][0]
+        os.kill(_serve_pid(home, d["id"], 0, before["started_at"]), signal.SIGKILL)
+        at_kill = done[0]
+
+        def restarted() -> bool:
+            evs = api.ok("GET", "/api/v1/deployments/ctr-live/events")
+            return any(e["type"] == "replica_restarted" and e["data"]["replica"] == 0
+                       for e in evs)
+
+        wait_for(restarted, 60, "replica 0 to be restarted")
+        wait_for(lambda: (x := api.ok("GET", "/api/v1/deployments/ctr-live"))[
+            "ready_replicas"] == 2 and x["replica_status"][0]["started_at"]
+            != before["started_at"], 60, "replica 0 running again")
+        # ...and serving again: the platform sends it requests once it answers.
+        back = f"127.0.0.1:{before['port']}"
+        wait_for(lambda: predict().headers["X-Plinth-Replica"] == back, 120,
+                 "the restarted replica to answer")
+        wait_for(lambda: done[0] >= at_kill + 50, 120, "load after the restart")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert failures == [], failures[:5]
+    evs = api.ok("GET", "/api/v1/deployments/ctr-live/events")
+    exited = [e for e in evs if e["type"] == "replica_exited"]
+    assert exited and "signal" in exited[0]["reason"].lower() + str(exited[0]["data"])
+    assert api.ok("GET", "/api/v1/deployments/ctr-live")["state"] == "running"
+    assert _used_cpu(admin, "recs") == pytest.approx(1.0)
+
+    # The deployment follows its alias: version 2 is swapped in, then back (rollback).
+    for version in (2, 1):
+        api.ok("PUT", "/api/v1/models/ctr/aliases/production", json={"version": version})
+
+        def all_on(v: int) -> bool:
+            got = {}
+            for _ in range(8):
+                r = predict()
+                assert r.status_code == 200, r.text
+                got[r.headers["X-Plinth-Replica"]] = r.json()["version"]
+            return len(got) == 2 and set(got.values()) == {str(v)}
+
+        wait_for(lambda v=version: all_on(v), 120, f"both replicas on version {version}")
+    swaps = [e for e in api.ok("GET", "/api/v1/deployments/ctr-live/events")
+             if e["type"] == "version_swapped"]
+    assert [e["data"]["version"] for e in swaps].count(2) == 2
+    assert [e["data"]["version"] for e in swaps].count(1) == 2
+
+    # Deleting it stops its replicas and returns its resources to the quota.
+    out = api.ok("DELETE", "/api/v1/deployments/ctr-live")
+    assert out["state"] == "cancelled"
+    wait_for(lambda: _used_cpu(admin, "recs") == 0, 60, "the quota to be returned")
+    wait_for(lambda: all(r["state"] not in ("running", "launching") for r in
+                         api.ok("GET", "/api/v1/deployments/ctr-live")["replica_status"]),
+             60, "the replicas to stop")
+    assert api.ok("GET", "/api/v1/deployments") == []
+    assert [x["state"] for x in api.ok("GET", "/api/v1/deployments?all=true")] == ["cancelled"]
+    r = api.c.post("/api/v1/deployments/ctr-live/predict", json=rows)
+    assert r.status_code == 409 and "cancelled" in r.text
+    api.close()
+    admin.close()
