@@ -196,3 +196,66 @@ def test_deployment_survives_a_killed_replica_and_follows_its_alias(platform, tr
     assert r.status_code == 409 and "cancelled" in r.text
     api.close()
     admin.close()
+
+
+def test_cli_scale_and_live_deltas(platform, trained):
+    """``plinth deploy create|list|get|scale|delete -o json``; a pinned version gets the
+    deltas published for it applied live; scaling is admitted under the quota."""
+    from cli._helpers import plinth, plinth_json
+
+    server, _ = platform
+    admin = Api(server, ADMIN_TOKEN)
+    admin.ok("POST", "/api/v1/groups", json={"name": "ads", "quota": {"cpu": 2}})
+    token = admin.ok("POST", "/api/v1/users", json={"name": "bob", "group": "ads"})["token"]
+    api = Api(server, token)
+    env = {**os.environ, "PLINTH_URL": server.url, "PLINTH_TOKEN": token}
+    assert _register(api, "rank", trained.v2) == 1
+
+    r = plinth(["deploy", "create", "rank-live", "--model", "nope@production"], env)
+    assert r.returncode != 0 and "model" in (r.stderr + r.stdout), r
+    d = plinth_json(["deploy", "create", "rank-live", "--model", "rank@1", "--replicas", "2",
+                     "--cpu", "0.5", "--memory", "256Mi"], env)
+    assert d["alias"] is None and d["version"] == 1 and d["demand"]["cpu"] == 1.0
+    assert [x["name"] for x in plinth_json(["deploy", "list"], env)] == ["rank-live"]
+
+    def ready(n: int) -> bool:
+        x = plinth_json(["deploy", "get", "rank-live"], env)
+        return x["state"] == "running" and x["ready_replicas"] == n == x["replicas"]
+
+    wait_for(lambda: ready(2), 120, "2 replicas")
+    rows = trained.records[:4]
+
+    def served() -> dict[str, Any]:
+        r = api.c.post("/api/v1/deployments/rank-live/predict", json=rows)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    wait_for(lambda: served()["delta_seq"] == 0, 60, "predictions")
+
+    # Deltas published for the served version are applied live, in order.
+    for seq, delta in enumerate(trained.deltas[:3], start=1):
+        r = api.c.post("/api/v1/files", content=_targz(delta),
+                       headers={"Content-Type": "application/gzip"})
+        api.ok("POST", "/api/v1/models/rank/versions/1/deltas",
+               json={"seq": seq, "file": r.json()["sha256"]})
+    wait_for(lambda: all(served()["delta_seq"] == 3 for _ in range(4)), 120,
+             "deltas 1..3 applied on both replicas")
+    applied = [e for e in api.ok("GET", "/api/v1/deployments/rank-live/events")
+               if e["type"] == "deltas_applied"]
+    assert {e["data"]["replica"] for e in applied} == {0, 1}
+
+    # Scale down: admitted again with one replica; the quota holds half as much.
+    out = plinth_json(["deploy", "scale", "rank-live", "1"], env)
+    assert out["replicas"] == 1
+    wait_for(lambda: ready(1), 120, "1 replica after scaling")
+    assert admin.ok("GET", "/api/v1/groups/ads")["status"]["used"]["cpu"] == pytest.approx(0.5)
+
+    out = plinth_json(["deploy", "delete", "rank-live"], env)
+    assert out["state"] == "cancelled"
+    wait_for(lambda: admin.ok("GET", "/api/v1/groups/ads")["status"]["used"]["cpu"] == 0, 60,
+             "the quota to be returned")
+    assert plinth_json(["deploy", "list"], env) == []
+    r = plinth(["deploy", "scale", "rank-live", "2"], env)
+    assert r.returncode != 0 and "cancelled" in r.stderr + r.stdout, r
+    api.close()
+    admin.close()
