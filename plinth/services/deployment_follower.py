@@ -56,6 +56,9 @@ class DeploymentFollower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
+        # Failures already reported (deployment, replica, version, seq): one event
+        # each, not one per round while the replica keeps refusing.
+        self._reported: set[tuple[str, str, int, int]] = set()
 
     def start(self) -> None:
         self._client = httpx.Client(timeout=httpx.Timeout(600.0, connect=2.0))
@@ -81,7 +84,7 @@ class DeploymentFollower:
         """One round over every running deployment; the number of replicas changed."""
         with self.db.read() as s:
             rows = s.execute(
-                select(Workload.id, Workload.spec, Replica.id, Replica.replica,
+                select(Workload.id, Workload.spec, Replica.role, Replica.replica,
                        Replica.host, Replica.port)
                 .join(Replica, Replica.workload_id == Workload.id)
                 .where(Workload.kind == DEPLOYMENT, Workload.state == State.RUNNING.value,
@@ -89,33 +92,33 @@ class DeploymentFollower:
                        Replica.state == "running")
                 .order_by(Workload.id, Replica.replica)
             ).all()
-            targets: dict[str, Any] = {}
-            deltas: dict[str, list[tuple[int, str]]] = {}
-            for wid, spec, *_ in rows:
-                if wid in targets:
+            targets: dict[tuple[str, str], Any] = {}
+            deltas: dict[tuple[str, str], list[tuple[int, str]]] = {}
+            for wid, spec, role, *_ in rows:
+                if (wid, role) in targets:
                     continue
                 info = spec.get(DEPLOYMENT) or {}
-                t = target_of(s, info) if info else None
-                targets[wid] = t
+                t = target_of(s, info, role) if info else None
+                targets[(wid, role)] = t
                 if t is not None:
-                    deltas[wid] = deltas_of(s, info["model_id"], t.version, 0)
+                    deltas[(wid, role)] = deltas_of(s, info["model_id"], t.version, 0)
         changed = 0
-        for wid, spec, _rid, replica, host, port in rows:
+        for wid, spec, role, replica, host, port in rows:
             if self._stop.is_set():
                 break
-            t = targets.get(wid)
+            t = targets.get((wid, role))
             if t is None:
                 continue
             try:
-                changed += self._follow(wid, spec[DEPLOYMENT], replica, f"{host}:{port}", t,
-                                        deltas.get(wid, []))
+                changed += self._follow(wid, spec[DEPLOYMENT], f"{role}-{replica}",
+                                        f"{host}:{port}", t, deltas.get((wid, role), []))
             except httpx.TransportError:
                 continue  # restarting or not ready: the next round
             except Exception:
                 log.exception("following deployment %s replica %s failed", wid, replica)
         return changed
 
-    def _follow(self, wid: str, info: dict[str, Any], replica: int, addr: str, t: Any,
+    def _follow(self, wid: str, info: dict[str, Any], replica: str, addr: str, t: Any,
                 deltas: list[tuple[int, str]]) -> int:
         assert self._client is not None
         c = self._client
@@ -133,14 +136,18 @@ class DeploymentFollower:
             r = c.post(f"http://{addr}/control/version", headers=auth,
                        json={"path": str(path), "version": str(t.version)})
             if r.status_code != 200:
+                if not self._first_failure(wid, replica, t.version, 0):
+                    return 0
                 self._event(wid, "version_swap_failed",
-                            f"replica replica-{replica} could not load version {t.version}: "
+                            f"replica {replica} could not load version {t.version}: "
                             f"{r.status_code} {r.text[:500]}", replica=replica,
                             version=t.version)
                 return 0
-            how = f"alias {info['alias']!r} points at it" if info.get("alias") else "pinned"
+            alias = (info.get("canary") or {}).get("alias") if replica.startswith("canary") \
+                else info.get("alias")
+            how = f"alias {alias!r} points at it" if alias else "pinned"
             self._event(wid, "version_swapped",
-                        f"replica replica-{replica} swapped version {serving} for version "
+                        f"replica {replica} swapped version {serving} for version "
                         f"{t.version} ({how})", replica=replica, version=t.version,
                         previous=serving)
             seq, changed = 0, 1
@@ -152,19 +159,28 @@ class DeploymentFollower:
             r = c.post(f"http://{addr}/control/delta", headers=auth,
                        json={"path": str(path), "seq": dseq, "version": str(t.version)})
             if r.status_code != 200:
+                if not self._first_failure(wid, replica, t.version, dseq):
+                    break
                 self._event(wid, "delta_failed",
-                            f"replica replica-{replica} refused delta {dseq} of version "
+                            f"replica {replica} refused delta {dseq} of version "
                             f"{t.version}: {r.status_code} {r.text[:500]}", replica=replica,
                             version=t.version, seq=dseq)
                 break
             applied.append(dseq)
         if applied:
             self._event(wid, "deltas_applied",
-                        f"replica replica-{replica} applied delta(s) {applied[0]}.."
+                        f"replica {replica} applied delta(s) {applied[0]}.."
                         f"{applied[-1]} of version {t.version}", replica=replica,
                         version=t.version, seq=applied[-1])
             changed = 1
         return changed
+
+    def _first_failure(self, wid: str, replica: str, version: int, seq: int) -> bool:
+        key = (wid, replica, version, seq)
+        if key in self._reported:
+            return False
+        self._reported.add(key)
+        return True
 
     def _event(self, wid: str, type_: str, reason: str, **data: Any) -> None:
         with self.db.session() as s:

@@ -84,7 +84,7 @@ class DeploymentRestarts:
             plans = []
             for rep, spec, user_id, deadline in rows:
                 info = spec.get(DEPLOYMENT) or {}
-                target = target_of(s, info) if info else None
+                target = target_of(s, info, rep.role) if info else None
                 peers = s.execute(select(Replica.role, Replica.replica, Replica.host,
                                          Replica.port)
                                   .where(Replica.workload_id == rep.workload_id,

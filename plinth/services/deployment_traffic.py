@@ -1,6 +1,8 @@
 """The platform's endpoint of a deployment: ``/api/v1/deployments/{name}/predict``.
 
-Requests are balanced round-robin over the deployment's running replicas. A replica
+Requests are balanced round-robin over the deployment's running replicas; with a
+canary, each request first draws its pool (the canary's replicas with the canary's
+percentage, else the main ones) and falls back to the other pool. A replica
 that does not answer -- refused connection (restarting, not ready yet), a connection
 cut mid-request (killed), a 503 (queue full) -- is skipped and the request goes to the
 next one; a prediction is a pure function of its input, so sending it again is safe.
@@ -47,16 +49,20 @@ class Traffic:
     def close(self) -> None:
         self._client.close()
 
-    def predict(self, replicas: Callable[[], Sequence[str]], body: bytes,
+    def predict(self, replicas: Callable[[], Sequence[Sequence[str]]], body: bytes,
                 path: str = "/predict") -> Answer:
-        """Send `body` to `path` of one of ``replicas()`` (``host:port``, read again
-        each round so that a restarted replica rejoins)."""
+        """Send `body` to `path` of one replica. ``replicas()`` gives pools of
+        ``host:port`` in order of preference (the canary's or the main replicas first,
+        as the split drew; the other pool is the fallback); it is read again each round
+        so that a restarted replica rejoins."""
         deadline = time.monotonic() + RETRY_FOR_S
         tried = 0
         last = "no replica is running"
         for rnd in itertools.count():
-            addrs = list(replicas())
-            if addrs:
+            for pool in replicas():
+                addrs = list(pool)
+                if not addrs:
+                    continue
                 with self._lock:
                     start = next(self._next)
                 for i in range(len(addrs)):

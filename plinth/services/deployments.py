@@ -61,6 +61,7 @@ from plinth.store.models import (
 )
 
 __all__ = [
+    "CANARY",
     "DEPLOYMENT",
     "ROLE",
     "DeploymentCreate",
@@ -74,6 +75,7 @@ __all__ = [
     "list_deployments",
     "running_addresses",
     "serve_command",
+    "split_traffic",
     "stage_delta",
     "stage_for_launch",
     "stage_version",
@@ -82,6 +84,7 @@ __all__ = [
 
 DEPLOYMENT = "deployment"
 ROLE = "replica"
+CANARY = "canary"  # the role of a canary's replicas (another version of the same model)
 MODELS_DIR = ".plinth-models"  # in the working directory: the staged packages
 MAX_DEPLOYMENT_REPLICAS = 64
 
@@ -99,6 +102,13 @@ class DeploymentCreate(_Strict):
     resources: Resources = Resources()
     group: str | None = Field(default=None, pattern=NAME_PATTERN)
     priority: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    canary: str | None = Field(
+        default=None, max_length=200, pattern=r"^[a-z0-9][a-z0-9._-]*@[a-z0-9][a-z0-9_-]*$",
+        description="another version of the same model (NAME@ALIAS or NAME@VERSION) served "
+                    "by canary_replicas replicas, which get canary_percent of the requests",
+    )
+    canary_percent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 10.0
+    canary_replicas: Annotated[int, Field(ge=1, le=MAX_DEPLOYMENT_REPLICAS)] = 1
     max_batch_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
     max_delay_ms: Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)] = 0.0
 
@@ -112,6 +122,12 @@ class DeploymentCreate(_Strict):
 
 class DeploymentScale(_Strict):
     replicas: int = Field(ge=1, le=MAX_DEPLOYMENT_REPLICAS)
+
+
+class TrafficSplit(_Strict):
+    """The share of requests (percent) the canary's replicas get."""
+
+    canary_percent: float = Field(ge=0, le=100, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
@@ -166,13 +182,22 @@ def stage_delta(home: Path, workdir: Path, version: int, seq: int, path: str) ->
                            Path(workdir) / MODELS_DIR / f"v{version}-delta-{seq:06d}")
 
 
-def target_of(session: Session, info: dict[str, Any]) -> Target | None:
-    """The version a deployment should serve now: its alias's (followed), else the
-    version it was created with. None when the version is gone."""
-    number = info["version"]
-    if info.get("alias"):
+def ref_of(info: dict[str, Any], role: str = ROLE) -> dict[str, Any]:
+    """``{"alias", "version"}`` the replicas of `role` serve: the deployment's model
+    reference, or its canary's."""
+    if role == CANARY:
+        return info[CANARY]
+    return {"alias": info.get("alias"), "version": info["version"]}
+
+
+def target_of(session: Session, info: dict[str, Any], role: str = ROLE) -> Target | None:
+    """The version the replicas of `role` should serve now: the alias's (followed), else
+    the version given at create. None when the version is gone."""
+    ref = ref_of(info, role)
+    number = ref["version"]
+    if ref.get("alias"):
         a = session.scalar(select(ModelAlias.version).where(
-            ModelAlias.model_id == info["model_id"], ModelAlias.alias == info["alias"]))
+            ModelAlias.model_id == info["model_id"], ModelAlias.alias == ref["alias"]))
         if a is not None:
             number = a
     path = session.scalar(select(ModelVersion.path).where(
@@ -233,24 +258,40 @@ def prepare_deployment(session: Session, p: Principal, req: DeploymentCreate,
         raise Invalid(f"model: {e}; see `plinth model list` / `plinth model get {name}`") \
             from None
     alias = None if which.isdigit() else which
+    canary = None
+    if req.canary is not None:
+        cname, _, cwhich = req.canary.partition("@")
+        if cname != name:
+            raise Invalid(f"canary: {req.canary!r} must be a version of the same model "
+                          f"{name!r}, e.g. {name}@canary")
+        try:
+            cv = models_svc.resolve(session, p, req.canary)
+        except NotFound as e:
+            raise Invalid(f"canary: {e}; see `plinth model get {name}`") from None
+        canary = {"alias": None if cwhich.isdigit() else cwhich, "version": cv.version}
     live = session.scalar(select(func.count()).select_from(Workload).where(
         Workload.kind == DEPLOYMENT, Workload.name == req.name,
         Workload.state.in_([s.value for s in LIVE])))
     if live:
         raise Conflict(f"a deployment named {req.name!r} already exists; delete it first "
                        "(`plinth deploy delete`) or choose another name")
-    info = {
+    info: dict[str, Any] = {
         "model": name, "model_id": v.model_id, "alias": alias, "version": v.version,
         "control_token": secrets.token_urlsafe(24),
         "serve_args": ["--max-batch-rows", str(req.max_batch_rows),
                        "--max-delay-ms", f"{req.max_delay_ms:g}"],
     }
+    env = {"PLINTH_SERVE_CONTROL_TOKEN": info["control_token"]}
+    roles: dict[str, Any] = {ROLE: {"replicas": req.replicas, "resources": req.resources,
+                                    "command": serve_command(info, v.version), "env": env}}
+    if canary is not None:
+        info[CANARY] = canary
+        info["canary_percent"] = req.canary_percent
+        roles[CANARY] = {"replicas": req.canary_replicas, "resources": req.resources,
+                         "command": serve_command(info, canary["version"]), "env": env}
     spec = JobSpec(
         name=req.name, group=req.group, priority=req.priority,
-        max_runtime=cfg.jobs.max_max_runtime,
-        roles={ROLE: {"replicas": req.replicas, "resources": req.resources,
-                      "command": serve_command(info, v.version),
-                      "env": {"PLINTH_SERVE_CONTROL_TOKEN": info["control_token"]}}},
+        max_runtime=cfg.jobs.max_max_runtime, roles=roles,
     )  # fmt: skip
     gid, gname = jobs_svc._resolve_group(session, p, spec.group)
     cap = session.scalar(select(Group.max_runtime_s).where(Group.id == gid))
@@ -317,19 +358,21 @@ def list_deployments(session: Session, p: Principal, all_: bool = False,
 
 
 def deployment_replicas(session: Session, w: Workload) -> list[Replica]:
-    """The replicas of the deployment's current attempt, by replica number."""
+    """The replicas of the deployment's current attempt, by role and replica number."""
     return list(session.scalars(
         select(Replica).where(Replica.workload_id == w.id, Replica.attempt == w.attempt)
-        .order_by(Replica.replica)))
+        .order_by(Replica.role.desc(), Replica.replica)))
 
 
-def running_addresses(session: Session, workload_id: str) -> list[str]:
-    """``host:port`` of each running replica of the deployment's current attempt."""
+def running_addresses(session: Session, workload_id: str,
+                      role: str = ROLE) -> list[str]:
+    """``host:port`` of each running replica of `role` of the deployment's current
+    attempt."""
     rows = session.execute(
         select(Replica.host, Replica.port)
         .join(Workload, Replica.workload_id == Workload.id)
         .where(Workload.id == workload_id, Replica.attempt == Workload.attempt,
-               Replica.state == "running")
+               Replica.role == role, Replica.state == "running")
         .order_by(Replica.replica)).all()
     return [f"{h}:{p}" for h, p in rows]
 
@@ -342,8 +385,14 @@ def serving_info(session: Session, w: Workload) -> dict[str, Any]:
     """What it should serve now (``target_version``) and the alias it follows."""
     info = w.spec.get(DEPLOYMENT) or {}
     t = target_of(session, info) if info else None
-    return {"model": info.get("model"), "alias": info.get("alias"),
-            "target_version": None if t is None else t.version}
+    out: dict[str, Any] = {"model": info.get("model"), "alias": info.get("alias"),
+                           "target_version": None if t is None else t.version, CANARY: None}
+    if info.get(CANARY):
+        c = target_of(session, info, CANARY)
+        out[CANARY] = {"alias": info[CANARY]["alias"], "percent": info["canary_percent"],
+                       "version": None if c is None else c.version,
+                       "replicas": w.spec["roles"][CANARY]["replicas"]}
+    return out
 
 
 # ---------------------------------------------------------------------------- change
@@ -388,7 +437,7 @@ def scale_deployment(session: Session, p: Principal, name: str, replicas: int,
     if role["replicas"] == replicas:
         return w
     role["replicas"] = replicas
-    spec["roles"] = {ROLE: role}
+    spec["roles"] = {**spec["roles"], ROLE: role}
     reps = jobs_svc.replica_demands(spec)
     from plinth.services.admission import unplaceable_reason
 
@@ -410,13 +459,34 @@ def scale_deployment(session: Session, p: Principal, name: str, replicas: int,
 
 
 def stage_for_launch(db: Any, home: Path, workdir: Path, spec: dict[str, Any]) -> None:
-    """Before a deployment's replicas start: copy the version their command names into
+    """Before a deployment's replicas start: copy the versions their commands name into
     their working directory (the follower moves them to the alias's version after)."""
     info = spec[DEPLOYMENT]
-    with db.read() as s:
-        path = s.scalar(select(ModelVersion.path).where(
-            ModelVersion.model_id == info["model_id"],
-            ModelVersion.version == info["version"]))
-    if path is None:
-        raise RuntimeError(f"version {info['version']} of model {info['model']!r} is gone")
-    stage_version(home, workdir, info["version"], path)
+    for role in spec["roles"]:
+        number = ref_of(info, role)["version"]
+        with db.read() as s:
+            path = s.scalar(select(ModelVersion.path).where(
+                ModelVersion.model_id == info["model_id"], ModelVersion.version == number))
+        if path is None:
+            raise RuntimeError(f"version {number} of model {info['model']!r} is gone")
+        stage_version(home, workdir, number, path)
+
+
+def split_traffic(session: Session, p: Principal, name: str, percent: float) -> Workload:
+    """Set the share of requests the canary gets (no restart: the endpoint reads it)."""
+    require_unscoped(p)
+    w = get_deployment(session, p, name)
+    if State(w.state) in FINAL:
+        raise Conflict(f"deployment {name!r} is {w.state}")
+    info = dict(w.spec.get(DEPLOYMENT) or {})
+    if not info.get(CANARY):
+        raise Invalid(f"deployment {name!r} has no canary; create it with one "
+                      "(--canary NAME@ALIAS) to split its traffic")
+    before = info["canary_percent"]
+    info["canary_percent"] = percent
+    w.spec = {**w.spec, DEPLOYMENT: info}
+    ev.record(session, w.id, "traffic_split",
+              f"canary share {before:g}% -> {percent:g}% by {p.user}", utcnow(),
+              before=before, percent=percent)
+    session.flush()
+    return w

@@ -242,7 +242,7 @@ def test_cli_scale_and_live_deltas(platform, trained):
              "deltas 1..3 applied on both replicas")
     applied = [e for e in api.ok("GET", "/api/v1/deployments/rank-live/events")
                if e["type"] == "deltas_applied"]
-    assert {e["data"]["replica"] for e in applied} == {0, 1}
+    assert {e["data"]["replica"] for e in applied} == {"replica-0", "replica-1"}
 
     # Scale down: admitted again with one replica; the quota holds half as much.
     out = plinth_json(["deploy", "scale", "rank-live", "1"], env)
@@ -257,5 +257,52 @@ def test_cli_scale_and_live_deltas(platform, trained):
     assert plinth_json(["deploy", "list"], env) == []
     r = plinth(["deploy", "scale", "rank-live", "2"], env)
     assert r.returncode != 0 and "cancelled" in r.stderr + r.stdout, r
+    api.close()
+    admin.close()
+
+
+def test_canary_split(platform, trained):
+    """A canary (another version of the same model on its own replicas) gets the set
+    share of the platform endpoint's requests; the share changes at once."""
+    server, _ = platform
+    admin = Api(server, ADMIN_TOKEN)
+    api = make_member(admin, server, "growth", "cat", quota={"cpu": 2, "memory": "4Gi"})
+    assert _register(api, "cvr", trained.v1) == 1
+    assert _register(api, "cvr", trained.v2) == 2
+    api.ok("PUT", "/api/v1/models/cvr/aliases/production", json={"version": 1})
+    api.ok("PUT", "/api/v1/models/cvr/aliases/canary", json={"version": 2})
+    base = {"name": "cvr-live", "model": "cvr@production", "replicas": 1,
+            "resources": {"cpu": 0.5, "memory": "512Mi"}}
+    for canary, words in [("ctr@canary", "same model"), ("cvr@nope", "no alias 'nope'")]:
+        r = api.c.post("/api/v1/deployments", json={**base, "canary": canary})
+        assert r.status_code == 422 and words in r.text, r.text
+    d = api.ok("POST", "/api/v1/deployments",
+               json={**base, "canary": "cvr@canary", "canary_percent": 100})
+    assert d["canary"] == {"alias": "canary", "version": 2, "percent": 100, "replicas": 1}
+    assert d["demand"]["cpu"] == 1.0
+    rows = trained.records[:4]
+
+    def versions(n: int = 8) -> set[str]:
+        out = set()
+        for _ in range(n):
+            r = api.c.post("/api/v1/deployments/cvr-live/predict", json=rows)
+            assert r.status_code == 200, r.text
+            out.add(r.json()["version"])
+        return out
+
+    wait_for(lambda: len([x for x in api.ok("GET", "/api/v1/deployments/cvr-live")[
+        "replica_status"] if x["state"] == "running"]) == 2, 120, "both replicas running")
+    wait_for(lambda: versions() == {"2"}, 120, "the canary to take every request")
+    out = api.ok("POST", "/api/v1/deployments/cvr-live/traffic", json={"canary_percent": 0})
+    assert out["canary"]["percent"] == 0
+    assert versions(16) == {"1"}
+    api.ok("POST", "/api/v1/deployments/cvr-live/traffic", json={"canary_percent": 50})
+    seen: set[str] = set()
+    wait_for(lambda: seen.update(versions()) or seen == {"1", "2"}, 60, "both versions")
+    r = api.c.post("/api/v1/deployments/cvr-live/traffic", json={"canary_percent": 101})
+    assert r.status_code == 422
+    api.ok("DELETE", "/api/v1/deployments/cvr-live")
+    wait_for(lambda: admin.ok("GET", "/api/v1/groups/growth")["status"]["used"]["cpu"] == 0,
+             60, "the quota to be returned")
     api.close()
     admin.close()

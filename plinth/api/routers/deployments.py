@@ -7,6 +7,7 @@ Request and response shapes live here (one resource, one module); the rules are 
 
 from __future__ import annotations
 
+import random
 import threading
 from datetime import datetime
 from typing import Annotated, Any
@@ -43,6 +44,7 @@ def _shared_traffic() -> Traffic:
 
 
 class DeploymentReplicaOut(BaseModel):
+    role: str = Field(description="replica, or canary for the canary's replicas")
     replica: int
     state: str = Field(description="launching | running | failed | lost | stopped | ...")
     host: str
@@ -50,6 +52,13 @@ class DeploymentReplicaOut(BaseModel):
     exit_code: int | None
     started_at: datetime | None = Field(description="its latest (re)start")
     finished_at: datetime | None
+
+
+class CanaryOut(BaseModel):
+    alias: str | None = Field(description="the alias it follows; null: a pinned version")
+    version: int | None = Field(description="the version its replicas serve")
+    percent: float = Field(description="the share of requests it gets")
+    replicas: int
 
 
 class DeploymentOut(BaseModel):
@@ -60,8 +69,10 @@ class DeploymentOut(BaseModel):
     model: str
     alias: str | None = Field(description="the alias it follows; null: a pinned version")
     version: int | None = Field(description="the version it serves (or is moving to) now")
-    replicas: int = Field(description="replicas asked for")
-    ready_replicas: int = Field(description="replicas running now")
+    replicas: int = Field(description="replicas asked for (without the canary's)")
+    ready_replicas: int = Field(description="of those, running now")
+    canary: CanaryOut | None = Field(description="another version getting a share of "
+                                                 "the requests; null: none")
     resources: Quantity = Field(description="per replica")
     demand: Quantity = Field(description="all replicas together, held under the quota")
     state: str
@@ -82,13 +93,14 @@ def _out(s: Any, w: Workload) -> DeploymentOut:
         id=w.id, name=w.name, group=g, user=u, model=serving["model"] or "",
         alias=serving["alias"], version=serving["target_version"],
         replicas=int(role["replicas"]),
-        ready_replicas=sum(r.state == "running" for r in reps),
+        ready_replicas=sum(r.state == "running" and r.role == svc.ROLE for r in reps),
+        canary=None if serving["canary"] is None else CanaryOut(**serving["canary"]),
         resources=quantity(role["resources"]),  # type: ignore[arg-type]
         demand=quantity(w.demand),  # type: ignore[arg-type]
         state=w.state, reason=w.reason, created_at=w.created_at, started_at=w.started_at,
         finished_at=w.finished_at, endpoint=f"/api/v1/deployments/{w.name}/predict",
         replica_status=[DeploymentReplicaOut(
-            replica=r.replica, state=r.state, host=r.host, port=r.port,
+            role=r.role, replica=r.replica, state=r.state, host=r.host, port=r.port,
             exit_code=r.exit_code, started_at=r.started_at, finished_at=r.finished_at)
             for r in reps],
     )  # fmt: skip
@@ -147,6 +159,17 @@ def scale_deployment(name: Name, body: svc.DeploymentScale, p: Caller,
         return _out(s, svc.get_deployment(s, p, name, wid))
 
 
+@router.post("/{name}/traffic", response_model=DeploymentOut)
+def split_traffic(name: Name, body: svc.TrafficSplit, p: Caller, ctx: Ctx) -> DeploymentOut:
+    """Set the share of requests (percent) the canary's replicas get; at once, with no
+    restart. To promote the canary, move the main alias to its version."""
+    with ctx.db.session() as s:
+        w = svc.split_traffic(s, p, name, body.canary_percent)
+        wid = w.id
+    with ctx.db.read() as s:
+        return _out(s, svc.get_deployment(s, p, name, wid))
+
+
 @router.get("/{name}/events", response_model=list[EventOut])
 def deployment_events(name: Name, p: Caller, ctx: Ctx) -> list[EventOut]:
     """Every event of the deployment (its workload), oldest first: admission, replica
@@ -184,9 +207,16 @@ async def predict(name: Name, request: Request, p: Caller, ctx: Ctx) -> Response
         raise Conflict(f"deployment {name!r} is {w.state} ({w.reason}); create it again")
     wid = w.id
 
-    def replicas() -> list[str]:
+    info = w.spec.get(svc.DEPLOYMENT) or {}
+    roles = [svc.ROLE]
+    if info.get(svc.CANARY):
+        # Read the share now: a split change applies to the next request.
+        roles = [svc.CANARY, svc.ROLE] if random.random() * 100 < float(
+            info["canary_percent"]) else [svc.ROLE, svc.CANARY]
+
+    def replicas() -> list[list[str]]:
         with ctx.db.read() as s:
-            return svc.running_addresses(s, wid)
+            return [svc.running_addresses(s, wid, r) for r in roles]
 
     answer = await run_in_threadpool(_shared_traffic().predict, replicas, body)
     headers = {"X-Plinth-Replica": answer.replica or ""}
