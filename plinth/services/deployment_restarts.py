@@ -57,10 +57,10 @@ class DeploymentRestarts:
         self.cfg = cfg
         self.home = home
         self.wakeups = wakeups
-        self._restarts: dict[tuple[str, int], list[float]] = {}  # -> monotonic times
+        self._restarts: dict[tuple[str, str, int], list[float]] = {}  # -> monotonic times
         self.waiting = False  # a restart waits for its backoff
 
-    def _delay(self, key: tuple[str, int], now: float) -> float:
+    def _delay(self, key: tuple[str, str, int], now: float) -> float:
         recent = [t for t in self._restarts.get(key, []) if now - t < WINDOW_S]
         self._restarts[key] = recent
         if not recent:
@@ -95,7 +95,7 @@ class DeploymentRestarts:
         started = 0
         now_m = time.monotonic()
         for rep, spec, user_id, deadline, target, peers in plans:
-            key = (rep.workload_id, rep.replica)
+            key = (rep.workload_id, rep.role, rep.replica)
             wait = self._delay(key, now_m)
             if wait > 0:
                 self.waiting = True
@@ -142,7 +142,7 @@ class DeploymentRestarts:
             timeout_s=left, grace_s=self.cfg.jobs.grace,
         ))  # fmt: skip
         how = describe_exit(rep.exit_code) if rep.exit_code is not None else rep.state
-        n = len(self._restarts.get((rep.workload_id, rep.replica), []))
+        n = len(self._restarts.get((rep.workload_id, rep.role, rep.replica), []))
         with self.db.session() as s:
             done = s.execute(
                 update(Replica)

@@ -240,7 +240,7 @@ def _check_quota_could_fit(session: Session, gid: int, gname: str,
             over.append(f"{k} {float(demand[k]):g} > {most:g}")
     if over:
         raise Invalid(
-            f"resources: {len(over) and 'the deployment'} needs more than group {gname!r} "
+            f"resources: the deployment needs more than group {gname!r} "
             f"can ever hold ({'; '.join(over)}; memory in MiB: its quota plus borrow "
             "limit); ask for fewer replicas or smaller ones, or ask an admin for more quota"
         )
