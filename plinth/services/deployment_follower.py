@@ -83,12 +83,16 @@ class DeploymentFollower:
     def follow_once(self) -> int:
         """One round over every running deployment; the number of replicas changed."""
         with self.db.read() as s:
+            ids = s.scalars(select(Workload.id).where(
+                Workload.state == State.RUNNING.value, Workload.kind == DEPLOYMENT,
+                Workload.preempted_at.is_(None))).all()
+            if not ids:
+                return 0
             rows = s.execute(
                 select(Workload.id, Workload.spec, Replica.role, Replica.replica,
                        Replica.host, Replica.port)
                 .join(Replica, Replica.workload_id == Workload.id)
-                .where(Workload.kind == DEPLOYMENT, Workload.state == State.RUNNING.value,
-                       Workload.preempted_at.is_(None), Replica.attempt == Workload.attempt,
+                .where(Workload.id.in_(ids), Replica.attempt == Workload.attempt,
                        Replica.state == "running")
                 .order_by(Workload.id, Replica.replica)
             ).all()
