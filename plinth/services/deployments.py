@@ -444,7 +444,8 @@ def scale_deployment(session: Session, p: Principal, name: str, replicas: int,
     why = unplaceable_reason(nodes, reps, cfg.scheduler.policy())
     if why is not None:
         raise Invalid(f"replicas: {why}")
-    demand = jobs_svc._demand(reps)
+    demand = {"cpu": sum(r.cpu for r in reps), "memory": sum(r.memory for r in reps),
+              "gpu": sum(r.gpu for r in reps)}
     _check_quota_could_fit(session, w.group_id, spec.get("group", ""), demand)
     now = utcnow()
     before = w.spec["roles"][ROLE]["replicas"]
