@@ -46,6 +46,11 @@ class Deployments:
         return cast(JSON, self._t.json("POST", self._path(name, "scale"),
                                        json={"replicas": replicas}))
 
+    def traffic(self, name: str, canary_percent: float) -> JSON:
+        """Set the share of requests (percent) the deployment's canary gets."""
+        return cast(JSON, self._t.json("POST", self._path(name, "traffic"),
+                                       json={"canary_percent": canary_percent}))
+
     def delete(self, name: str) -> JSON:
         return cast(JSON, self._t.json("DELETE", self._path(name)))
 

@@ -293,8 +293,14 @@ def test_canary_split(platform, trained):
     wait_for(lambda: len([x for x in api.ok("GET", "/api/v1/deployments/cvr-live")[
         "replica_status"] if x["state"] == "running"]) == 2, 120, "both replicas running")
     wait_for(lambda: versions() == {"2"}, 120, "the canary to take every request")
-    out = api.ok("POST", "/api/v1/deployments/cvr-live/traffic", json={"canary_percent": 0})
+    from cli._helpers import plinth, plinth_json
+
+    env = {**os.environ, "PLINTH_URL": server.url, "PLINTH_TOKEN": api.c.headers[
+        "Authorization"].removeprefix("Bearer ")}
+    out = plinth_json(["deploy", "traffic", "cvr-live", "--canary-percent", "0"], env)
     assert out["canary"]["percent"] == 0
+    shown = plinth(["deploy", "get", "cvr-live"], env).stdout
+    assert "0% of requests" in shown and "canary-0" in shown, shown
     assert versions(16) == {"1"}
     api.ok("POST", "/api/v1/deployments/cvr-live/traffic", json={"canary_percent": 50})
     seen: set[str] = set()
