@@ -119,7 +119,8 @@ def test_deployment_survives_a_killed_replica_and_follows_its_alias(platform, tr
     # Its resources count in the group's quota while it runs.
     assert _used_cpu(admin, "recs") == pytest.approx(1.0)
 
-    # Constant load through the platform endpoint while replica 0 is SIGKILLed.
+    # Constant load through the platform endpoint while replica 0 is SIGKILLed and while
+    # the alias moves: not one request may fail.
     failures: list[str] = []
     done = [0]
     stop = threading.Event()
@@ -154,6 +155,23 @@ def test_deployment_survives_a_killed_replica_and_follows_its_alias(platform, tr
         wait_for(lambda: predict().headers["X-Plinth-Replica"] == back, 120,
                  "the restarted replica to answer")
         wait_for(lambda: done[0] >= at_kill + 50, 120, "load after the restart")
+
+        # Still under load, the deployment follows its alias: version 2 is loaded beside
+        # version 1 and swapped in on each replica, then back (a rollback).
+        for version in (2, 1):
+            api.ok("PUT", "/api/v1/models/ctr/aliases/production", json={"version": version})
+
+            def all_on(v: int) -> bool:
+                got = {}
+                for _ in range(8):
+                    r = predict()
+                    assert r.status_code == 200, r.text
+                    got[r.headers["X-Plinth-Replica"]] = r.json()["version"]
+                return len(got) == 2 and set(got.values()) == {str(v)}
+
+            wait_for(lambda v=version: all_on(v), 120, f"both replicas on version {version}")
+        at_end = done[0]
+        wait_for(lambda: done[0] >= at_end + 20, 60, "load after the swaps")
     finally:
         stop.set()
         for t in threads:
@@ -165,19 +183,6 @@ def test_deployment_survives_a_killed_replica_and_follows_its_alias(platform, tr
     assert api.ok("GET", "/api/v1/deployments/ctr-live")["state"] == "running"
     assert _used_cpu(admin, "recs") == pytest.approx(1.0)
 
-    # The deployment follows its alias: version 2 is swapped in, then back (rollback).
-    for version in (2, 1):
-        api.ok("PUT", "/api/v1/models/ctr/aliases/production", json={"version": version})
-
-        def all_on(v: int) -> bool:
-            got = {}
-            for _ in range(8):
-                r = predict()
-                assert r.status_code == 200, r.text
-                got[r.headers["X-Plinth-Replica"]] = r.json()["version"]
-            return len(got) == 2 and set(got.values()) == {str(v)}
-
-        wait_for(lambda v=version: all_on(v), 120, f"both replicas on version {version}")
     swaps = [e for e in api.ok("GET", "/api/v1/deployments/ctr-live/events")
              if e["type"] == "version_swapped"]
     assert [e["data"]["version"] for e in swaps].count(2) == 2
