@@ -1,6 +1,7 @@
 """Deployments: a registered model served by replicas of ``python -m plinth.serve``.
 
-A deployment is a workload of kind ``deployment`` (one role, ``replica``), scheduled
+A deployment is a workload of kind ``deployment`` (role ``replica``, and ``canary``
+when it splits traffic with another version), scheduled
 under its group's quota like any job: it waits in the queue while the quota is busy
 and holds its replicas' resources while it runs. Unlike a job it is long-running:
 
@@ -15,7 +16,11 @@ and holds its replicas' resources while it runs. Unlike a job it is long-running
 The spec it runs is a job spec with one more key, ``deployment``::
 
     {"model": NAME, "model_id": ID, "alias": ALIAS | None, "version": N (at create),
-     "control_token": ..., "serve_args": [...]}
+     "control_token": ..., "serve_args": [...],
+     "canary": {"alias", "version"}, "canary_percent": P}      (with a canary only)
+
+The control token guards the replicas' control calls; it is never shown (the API's
+output is built field by field, and deployments are not listed as jobs).
 
 A deployment's name is unique among live deployments (every group's: the name is its
 address under ``/api/v1/deployments/{name}``). Deleting one cancels its workload: its
@@ -36,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -112,13 +117,6 @@ class DeploymentCreate(_Strict):
     max_batch_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
     max_delay_ms: Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)] = 0.0
 
-    @field_validator("model")
-    @classmethod
-    def _ref(cls, v: str) -> str:
-        if "@" not in v:  # pragma: no cover - the pattern holds it
-            raise ValueError("must be NAME@ALIAS or NAME@VERSION, e.g. ctr@production")
-        return v
-
 
 class DeploymentScale(_Strict):
     replicas: int = Field(ge=1, le=MAX_DEPLOYMENT_REPLICAS)
@@ -132,8 +130,8 @@ class TrafficSplit(_Strict):
 
 @dataclass(frozen=True)
 class Target:
-    """What a deployment should serve now: version ``version`` at ``path`` (relative to
-    PLINTH_HOME), its deltas ``[(seq, path)]`` in order."""
+    """What a deployment's replicas should serve now: version ``version``, its package
+    at ``path`` (relative to PLINTH_HOME)."""
 
     version: int
     path: str
