@@ -62,11 +62,13 @@ def make_executor(cfg: ServerConfig, local: dict[str, Any] | None = None) -> Exe
 def background_services(ctx: AppContext) -> list[BackgroundService]:
     """Every background service of a running server, in start order (stopped in
     reverse). Add new ones here."""
+    from plinth.services.deployment_follower import DeploymentFollower
     from plinth.services.notebook_monitor import NotebookMonitor
     from plinth.services.retention import RetentionSweeper
 
     ctx.notebooks = NotebookMonitor(ctx.db, ctx.cfg, ctx.home, ctx.loop.wake)
-    return [ctx.loop, RetentionSweeper(ctx.db, ctx.home, ctx.cfg.retention), ctx.notebooks]
+    return [ctx.loop, RetentionSweeper(ctx.db, ctx.home, ctx.cfg.retention), ctx.notebooks,
+            DeploymentFollower(ctx.db, ctx.home)]
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from plinth.cli._context import OutputOption, Settings, get_client
 from plinth.cli._parse import InputError
 from plinth.cli.admin import app as admin_app
 from plinth.cli.data import app as data_app
+from plinth.cli.deploy import app as deploy_app
 from plinth.cli.groups import app as groups_app
 from plinth.cli.job_metrics import metrics as job_metrics_command
 from plinth.cli.jobs import app as jobs_app
@@ -92,6 +93,7 @@ app.add_typer(tokens_app, name="token")
 app.add_typer(admin_app, name="admin")
 app.add_typer(models_app, name="model")
 app.add_typer(notebooks_app, name="notebook")
+app.add_typer(deploy_app, name="deploy")
 app.command("queue")(queue_command)
 app.add_typer(data_app, name="data")
 

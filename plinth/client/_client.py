@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Self, cast
 
 from plinth.client._admin import Files, Groups, Nodes, QuotaExpansions, Reservations, Users
+from plinth.client._deployments import Deployments
 from plinth.client._http import API_PREFIX, Transport, resolve_token, resolve_url
 from plinth.client._jobs import Jobs
 from plinth.client._models import Models
@@ -45,6 +46,7 @@ class Client:
         self.metrics = Metrics(self._transport)
         self.models = Models(self._transport, self.files)
         self.notebooks = Notebooks(self._transport)
+        self.deployments = Deployments(self._transport)
 
     @property
     def url(self) -> str:

@@ -10,6 +10,7 @@ seconds (``services.wakeups``). A cycle is::
                            what it preempted, after the commit
     observe                services.observe: poll replicas, record exits, decide
                            (services.exits.decide_after_exits), stop what must stop
+    restart                services.deployment_restarts: deployments' dead replicas
     admit   -> launch      again when exits may have freed capacity
 
 Where each responsibility lives:
@@ -52,6 +53,7 @@ from plinth.services.admission import NodeFree
 from plinth.services.admit_at_submit import BURST_GAP_S, AdmitAtSubmit
 from plinth.services.admit_cycle import AdmissionCycle
 from plinth.services.apply import Admitted
+from plinth.services.deployment_restarts import DeploymentRestarts
 from plinth.services.launching import Launcher
 from plinth.services.observe import Observer
 from plinth.services.scheduling import LIVE_REPLICA_STATES
@@ -90,6 +92,7 @@ class ControlLoop:
                                         self.usage_history, self.wakeups)  # fmt: skip
         self.at_submit = AdmitAtSubmit(db, self.admission, cfg.scheduler.admit_on_submit)
         self.observer = Observer(db, self.launcher, self.usage_history, cfg, self.wakeups)
+        self.restarts = DeploymentRestarts(db, self.launcher, cfg, home, self.wakeups)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_full = -float("inf")  # when a full cycle last ended (monotonic)
@@ -181,9 +184,12 @@ class ControlLoop:
             pass
         ended = self.launcher.take_ended()
         only = None if full else ended
-        if (only is None or only) and self.observe(only):
+        changed = (only is None or only) and self.observe(only)
+        if changed:
             while self.admit_and_launch():  # exits may have freed capacity
                 pass
+        if changed or full or self.restarts.waiting:
+            self.restarts.run()  # deployments' dead replicas start again
 
     # -- the phases (public: tests drive them one by one) ----------------------------------
 

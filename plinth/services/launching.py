@@ -180,6 +180,13 @@ class Launcher:
                 ensure_workspace(self.home, Path(notebook["workspace"]).name, plan.workload_id)
             except (OSError, RuntimeError) as e:
                 return handles, f"could not prepare the notebook workspace: {e}", utcnow()
+        if plan.spec.get("deployment"):  # its replicas read the package from workdir
+            from plinth.services.deployments import stage_for_launch
+
+            try:
+                stage_for_launch(self.db, self.home, workdir, plan.spec)
+            except Exception as e:  # noqa: BLE001 - the workload fails with the reason
+                return handles, f"could not stage the model package: {e}", utcnow()
         params = plan.spec.get("params") or {}
         for r in plan.replicas:
             env = replica_env(

@@ -165,7 +165,13 @@ class Observer:
         return notes, affected
 
     def _decide(self, s: Any, w: Workload, notes: dict[int, str], now: datetime) -> None:
-        """Apply ``decide_after_exits`` to running workload `w` (ORM row, locked)."""
+        """Apply ``decide_after_exits`` to running workload `w` (ORM row, locked).
+
+        A deployment's replica that ended is not the end of its attempt: the deployment
+        stays running and ``services.deployment_restarts`` starts the replica again
+        (unless it is being preempted: then it is requeued like any workload)."""
+        if w.kind == "deployment" and w.preempted_at is None:
+            return
         current = [
             AttemptReplica(r.id, r.role, r.replica, r.state, r.exit_code)
             for r in s.scalars(

@@ -3,6 +3,7 @@
 from plinth.api.routers import (
     admin,
     audit,
+    deployments,
     files,
     groups,
     job_metrics,
@@ -37,6 +38,7 @@ ALL = [
     admin.router,
     models.router,
     notebooks.router,
+    deployments.router,
 ]
 
 __all__ = ["ALL"]
