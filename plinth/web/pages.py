@@ -47,6 +47,7 @@ from plinth.web import forms
 from plinth.web.security import (
     ConsoleError,
     Viewer,
+    context,
     read_form,
     service_errors,
     sessions,
@@ -79,7 +80,7 @@ SECURITY_HEADERS = {
 
 
 def _ctx(request: Request) -> AppContext:
-    return request.state.plinth
+    return context(request)
 
 
 def _secure(request: Request) -> bool:

@@ -62,6 +62,13 @@ class Viewer:
         return self.session.csrf
 
 
+def context(request: Request) -> AppContext:
+    """The running control plane (lifespan state; the app's own for a client that did
+    not run the lifespan itself, e.g. a second test client on one app)."""
+    ctx = getattr(request.state, "plinth", None)
+    return ctx if ctx is not None else request.app.state.plinth
+
+
 def sessions(request: Request) -> SessionStore:
     return request.app.state.console_sessions
 
@@ -73,7 +80,7 @@ def viewer(request: Request) -> Viewer:
     sess = store.get(sid)
     if sess is None or sid is None:
         raise LoginRequired()
-    ctx: AppContext = request.state.plinth
+    ctx = context(request)
     try:
         with ctx.db.read() as s:
             p = authenticate_hashed(s, sess.token_hash)
