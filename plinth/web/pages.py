@@ -207,7 +207,7 @@ def overview(request: Request, me: Me) -> HTMLResponse:
 
 @router.get("/queue")
 def queue(request: Request, me: Me,
-          limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> HTMLResponse:  # fmt: skip
+          limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> HTMLResponse:  # fmt: skip
     with service_errors():
         entries = queue_api.get_queue(me.p, _ctx(request), limit)
     name = "_queue_table.html" if fragment(request) else "queue.html"
