@@ -210,7 +210,7 @@ def test_member_moves_a_model_alias(browser, world):
     assert world.api.models.get("ctr")["aliases"] == {"production": 2}
 
 
-def test_member_starts_and_stops_a_notebook(browser, world):
+def test_member_starts_opens_extends_and_stops_a_notebook(browser, world):
     page = _login(browser, world, world.ann)
     page.goto(world.url + "/notebooks")
     page.fill("input[name=name]", "explore")
@@ -220,7 +220,21 @@ def test_member_starts_and_stops_a_notebook(browser, world):
     row = page.locator("tr", has_text="explore")
     expect(row).to_be_visible()
     expect(row.locator(".state")).to_have_text(re.compile("pending|admitted|running"))
+    # ready: the link opens JupyterLab with the session's token; the time left shows
+    link = row.get_by_role("link", name="JupyterLab")
+    expect(link).to_be_visible(timeout=TIMEOUT_MS)
+    href = link.get_attribute("href") or ""
+    assert "token=" in href
+    assert page.request.get(href).ok
+    expect(row.locator("td").nth(4)).to_have_text(re.compile(r"\d+h \d+m|\d+m \d+s"))
     _shot(page, "notebooks")
+    nb_id = (row.get_attribute("data-testid") or "").removeprefix("nb-")
+    before = world.api.notebooks.get(nb_id)["max_lifetime"]
+    with page.expect_response(lambda r: r.url.endswith("/extend")) as done:
+        row.locator("button:has-text('Extend')").click()  # by the form's default, 1h
+    assert done.value.status == 303
+    assert world.api.notebooks.get(nb_id)["max_lifetime"] == before + 3600
+    row = page.locator("tr", has_text="explore")
     row.locator("button:has-text('Stop')").click()
     expect(page.locator("tr", has_text="explore").locator(".state")).to_have_text(
         re.compile("cancelled|succeeded"))
