@@ -195,14 +195,39 @@ def _bars(g: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _usage(ctx: AppContext, groups: list[str], hours: float) -> dict[str, Any]:
+    """The usage chart's series for `groups` (those the viewer may see)."""
+    from sqlalchemy import select
+
+    from plinth.scheduler.resources import Resources
+    from plinth.store.models import Group, Workload
+    from plinth.web.usage import Running, usage_series
+
+    with ctx.db.read() as s:
+        rows = s.execute(
+            select(Group.name, Workload.started_at, Workload.demand)
+            .join(Group, Workload.group_id == Group.id)
+            .where(Workload.state == "running", Group.name.in_(groups))
+        ).all()  # fmt: skip
+    running = [
+        Running(g, started.replace(tzinfo=started.tzinfo or UTC).timestamp(),
+                Resources(float(d.get("cpu", 0)), int(d.get("memory", 0)), int(d.get("gpu", 0))))
+        for g, started, d in rows if started is not None
+    ]  # fmt: skip
+    return usage_series(ctx.loop.usage(), running, groups, datetime.now(UTC).timestamp(),
+                        span_s=hours * 3600)  # fmt: skip
+
+
 @router.get("/")
-def overview(request: Request, me: Me) -> HTMLResponse:
+def overview(request: Request, me: Me,
+             hours: Annotated[float, Query(gt=0, le=24 * 30)] = 24) -> HTMLResponse:  # fmt: skip
     ctx = _ctx(request)
     with service_errors():
         groups = groups_api.list_groups(me.p, ctx)
         nodes = nodes_api.list_nodes(me.p, ctx)
-    return page(request, "overview.html", me, tab="overview", nodes=nodes,
-                groups=[(g, _bars(g)) for g in groups])  # fmt: skip
+    usage = _usage(ctx, [g.name for g in groups], hours)
+    return page(request, "overview.html", me, tab="overview", nodes=nodes, usage=usage,
+                hours=hours, groups=[(g, _bars(g)) for g in groups])  # fmt: skip
 
 
 @router.get("/queue")

@@ -247,6 +247,8 @@ def test_admin_sees_every_group_the_queue_with_its_reason_and_the_admin_page(bro
     page = _login(browser, world, TOKEN)
     expect(page.get_by_test_id("group-ads")).to_be_visible()
     expect(page.get_by_test_id("group-recs")).to_be_visible()
+    expect(page.get_by_test_id("usage-chart").locator(".metric[data-metric=cpu] canvas")
+           ).to_be_visible()  # fmt: skip
     _shot(page, "overview")
     page.click("text=Queue")
     entry = page.get_by_test_id(f"queue-{world.bob_waiting['id']}")

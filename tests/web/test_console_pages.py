@@ -118,3 +118,20 @@ def test_job_page_its_log_and_metrics_and_the_live_fragments(console):
     # a session that ended: polls get 401, pages redirect
     b.cookies.clear()
     assert b.get(f"/jobs/{jid}", headers={"HX-Request": "true"}).status_code == 401
+
+
+def test_overview_usage_chart_holds_the_members_group_only(console):
+    import html
+    import json
+    import re
+
+    token, group = console.member()
+    console.member()  # another group
+    b = console.browser()
+    login(b, token)
+    page = b.get("/?hours=6")
+    assert page.status_code == 200
+    data = json.loads(html.unescape(re.search(r'data-usage="([^"]*)"', page.text).group(1)))
+    assert list(data["groups"]) == [group] and data["span_s"] == 6 * 3600
+    assert b.get("/?hours=0").status_code == 422
+    assert b.get("/?hours=lots").status_code == 422

@@ -94,7 +94,26 @@ function metricChart(box) {
   step();
 }
 
+// ---- the overview's usage chart: one line per group, x = time.
+function usageChart(box) {
+  const data = JSON.parse(box.dataset.usage);
+  const names = Object.keys(data.groups);
+  for (const key of ["cpu", "gpu"]) {
+    if (key === "gpu" && !names.some((g) => data.groups[g].gpu.some((v) => v > 0))) continue;
+    const holder = document.createElement("div");
+    holder.className = "metric";
+    holder.dataset.metric = key;
+    box.append(holder);
+    new uPlot({
+      title: key === "cpu" ? "cores held" : "GPUs held",
+      width: Math.min(box.clientWidth || 900, 900), height: 220,
+      series: [{}, ...names.map((g, i) => ({ label: g, stroke: PALETTE[i % PALETTE.length], width: 2 }))],
+    }, [data.t, ...names.map((g) => data.groups[g][key])], holder);
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-usage]").forEach(usageChart);
   document.querySelectorAll("pre[data-log-url]").forEach(followLog);
   document.querySelectorAll("[data-metrics-url]").forEach(metricChart);
 });
