@@ -286,7 +286,9 @@ async def submit_job(request: Request, me: Me) -> Response:
 
 
 @router.get("/jobs/{job_id}")
-def job_detail(request: Request, me: Me, job_id: JobId) -> HTMLResponse:
+def job_detail(request: Request, me: Me, job_id: JobId,
+               part: Literal["live", "logs"] = "live") -> HTMLResponse:  # fmt: skip
+    """The job's page; htmx polls get its live part, or its logs part (`part`)."""
     ctx = _ctx(request)
     with service_errors():
         job = jobs_api.get_job(job_id, me.p, ctx)
@@ -297,7 +299,7 @@ def job_detail(request: Request, me: Me, job_id: JobId) -> HTMLResponse:
     for r in replicas:  # the latest attempt of each replica
         if (r.role, r.replica) not in latest or r.attempt > latest[(r.role, r.replica)].attempt:
             latest[(r.role, r.replica)] = r
-    name = "_job_live.html" if fragment(request) else "job.html"
+    name = "job.html" if not fragment(request) else f"_job_{part}.html"
     return page(request, name, me, tab="jobs", job=job, replicas=replicas, events=events,
                 explain=explain, logs=sorted(latest.values(), key=lambda r: (r.role, r.replica)))  # fmt: skip
 

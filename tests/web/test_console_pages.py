@@ -109,6 +109,10 @@ def test_job_page_its_log_and_metrics_and_the_live_fragments(console):
     frag = b.get(f"/jobs/{jid}", headers={"HX-Request": "true"}).text
     assert frag.lstrip().startswith('<div id="live"') and "<html" not in frag
     assert "hx-trigger" not in frag.split(">")[0]
+    logs = b.get(f"/jobs/{jid}?part=logs", headers={"HX-Request": "true"}).text
+    assert logs.lstrip().startswith('<section id="logs"') and "hx-trigger" not in logs
+    assert f'data-log-url="/jobs/{jid}/log/main/0"' in logs
+    assert b.get(f"/jobs/{jid}?part=nonsense").status_code == 422
     assert "<html" not in b.get("/jobs", headers={"HX-Request": "true"}).text
     assert "<html" not in b.get("/queue", headers={"HX-Request": "true"}).text
     # filters and search

@@ -12,6 +12,8 @@ function jobState() {
 
 // ---- logs: fetch from X-Log-Offset onwards until X-Log-Complete, while "follow" is on.
 function followLog(pre) {
+  if (pre.dataset.started) return;
+  pre.dataset.started = "true";
   let offset = 0;
   const follow = pre.parentElement.querySelector("input.follow");
   async function step() {
@@ -116,4 +118,8 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-usage]").forEach(usageChart);
   document.querySelectorAll("pre[data-log-url]").forEach(followLog);
   document.querySelectorAll("[data-metrics-url]").forEach(metricChart);
+  // the logs part arrives by an htmx poll once a replica has started
+  document.body.addEventListener("htmx:afterSettle", () => {
+    document.querySelectorAll("pre[data-log-url]").forEach(followLog);
+  });
 });
