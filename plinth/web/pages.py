@@ -47,6 +47,7 @@ from plinth.web import forms
 from plinth.web.security import (
     ConsoleError,
     Viewer,
+    check_origin,
     context,
     read_form,
     service_errors,
@@ -108,7 +109,9 @@ def back(url: str) -> RedirectResponse:
 
 def _safe_next(target: str | None) -> str:
     # Only a path on this server: never "//host" or "https://elsewhere".
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    # Browsers drop tabs and newlines inside URLs ("/\t/evil" would become "//evil").
+    if (not target or not target.startswith("/") or target.startswith("//")
+            or "\\" in target or not target.isprintable() or " " in target):
         return "/"
     return target
 
@@ -130,7 +133,11 @@ def login_page(request: Request, next: Annotated[str | None, Query(max_length=50
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    form = await read_form(request, request.cookies.get(LOGIN_COOKIE) or "\0missing")
+    login_csrf = request.cookies.get(LOGIN_COOKIE)
+    if not login_csrf:
+        check_origin(request)
+        raise ConsoleError(403, "the login form expired or cookies are off: reload the page")
+    form = await read_form(request, login_csrf)
     token = form.get("token", "").strip()
     ctx = _ctx(request)
 
@@ -148,6 +155,7 @@ async def login(request: Request) -> Response:
     if why is not None:
         return page(request, "login.html", None, status=401, error=why,
                     next=_safe_next(form.get("next")), login_csrf=request.cookies.get(LOGIN_COOKIE))  # fmt: skip
+    sessions(request).drop(request.cookies.get(COOKIE))  # a new id at each login
     sid, _ = sessions(request).create(hash_token(token))
     resp = back(_safe_next(form.get("next")))
     resp.set_cookie(COOKIE, sid, path="/", httponly=True, samesite="strict",

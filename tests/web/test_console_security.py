@@ -51,9 +51,16 @@ def test_login_refuses_another_origin_and_an_open_redirect(console):
     r = b.post("/login", data={"csrf": "forged", "token": ADMIN_TOKEN},
                headers={"Origin": ORIGIN}, follow_redirects=False)  # fmt: skip
     assert r.status_code == 403
-    r = b.post("/login", data={"csrf": csrf, "token": ADMIN_TOKEN, "next": "//evil.example/x"},
-               headers={"Origin": ORIGIN}, follow_redirects=False)  # fmt: skip
-    assert r.status_code == 303 and r.headers["location"] == "/"
+    for target in ("//evil.example/x", "/\t/evil.example", "https://evil.example", "/\\evil"):
+        r = b.post("/login", data={"csrf": csrf, "token": ADMIN_TOKEN, "next": target},
+                   headers={"Origin": ORIGIN}, follow_redirects=False)  # fmt: skip
+        assert r.status_code == 303 and r.headers["location"] == "/", target
+        csrf = csrf_of(b.get("/login").text)
+    # without the login form's cookie (another site's form, or cookies off): refused
+    b.cookies.clear()
+    r = b.post("/login", data={"csrf": csrf, "token": ADMIN_TOKEN}, headers={"Origin": ORIGIN},
+               follow_redirects=False)  # fmt: skip
+    assert r.status_code == 403 and "login form expired" in r.text
 
 
 def test_a_form_forged_from_another_origin_is_refused_and_changes_nothing(console):
