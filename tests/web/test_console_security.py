@@ -196,3 +196,38 @@ def test_pages_are_not_in_the_openapi_schema_and_forbid_framing(console):
     assert "<script>" not in r.text  # no inline script: everything is a vendored file
     assert b.get("/static/vendor/htmx.min.js").status_code == 200
     assert b.get("/static/vendor/uPlot.iife.min.js").status_code == 200
+
+
+def test_a_member_cannot_see_or_move_another_groups_model(console):
+    from plinth.store.models import Group, Model, ModelAlias, ModelVersion
+
+    owner, owner_group = console.member()
+    other, _ = console.member()
+    with console.c.app.state.plinth.db.session() as s:
+        gid = s.query(Group.id).filter(Group.name == owner_group).scalar()
+        m = Model(name="ctr", group_id=gid, created_by="x")
+        s.add(m)
+        s.flush()
+        s.add_all([ModelVersion(model_id=m.id, version=v, path=f"m/{v}", lineage={},
+                                created_by="x") for v in (1, 2)])  # fmt: skip
+        s.add(ModelAlias(model_id=m.id, alias="production", version=1))
+    b = console.browser()
+    csrf = login(b, other)
+    assert "ctr" not in b.get("/models").text
+    assert b.get("/models/ctr").status_code == 404
+    r = b.post("/models/ctr/aliases", data={"csrf": csrf, "alias": "production", "version": "2"},
+               headers={"Origin": ORIGIN})  # fmt: skip
+    assert r.status_code == 404
+    o = console.browser()
+    csrf = login(o, owner)
+    r = o.post("/models/ctr/aliases", data={"csrf": csrf, "alias": "production", "version": "9"},
+               headers={"Origin": ORIGIN})  # fmt: skip
+    assert 400 <= r.status_code < 500 and "9" in r.text
+    r = o.post("/models/ctr/aliases", data={"csrf": csrf, "alias": "production", "version": "x"},
+               headers={"Origin": ORIGIN})  # fmt: skip
+    assert r.status_code == 422
+    r = o.post("/models/ctr/aliases", data={"csrf": csrf, "alias": "production", "version": "2"},
+               headers={"Origin": ORIGIN}, follow_redirects=False)  # fmt: skip
+    assert r.status_code == 303
+    model = console.c.get("/api/v1/models/ctr", headers=console.admin).json()
+    assert model["aliases"] == {"production": 2}
