@@ -22,7 +22,8 @@ install: $(VENV)/.installed $(CHROMIUM)
 # Without it (not root, no apt) those tests skip and say why (fail under CI=true).
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+		|| echo "warning: could not install chromium -- browser tests will skip (fail under CI=true)"; \
 	else echo "note: $(CHROMIUM) missing (install the chromium package) -- browser tests will skip"; fi
 
 test: install
