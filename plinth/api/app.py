@@ -25,6 +25,7 @@ from plinth.api.routers import ALL
 from plinth.config import ServerConfig, database_url, plinth_home, secure_home
 from plinth.services.errors import ServiceError
 from plinth.services.template_model import SUBMISSION_TAGS
+from plinth.web import install_console
 
 __all__ = ["create_app"]
 
@@ -82,6 +83,7 @@ def create_app(
     )
     for router in ALL:
         app.include_router(router)
+    install_console(app)  # the web console at / (after the API's routes; plinth/web)
     app.add_middleware(BodyLimit, limit=cfg.api.max_body)
 
     @app.exception_handler(ServiceError)

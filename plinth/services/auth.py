@@ -32,6 +32,7 @@ __all__ = [
     "Principal",
     "PrincipalCache",
     "authenticate",
+    "authenticate_hashed",
     "bootstrap_admin",
     "hash_token",
     "issue_token",
@@ -90,6 +91,12 @@ def authenticate(session: Session, token: str | None) -> Principal:
     finished -- the message says which."""
     if not token:
         raise Unauthorized("missing token: send 'Authorization: Bearer <token>'")
+    return authenticate_hashed(session, hash_token(token))
+
+
+def authenticate_hashed(session: Session, token_hash: str) -> Principal:
+    """``authenticate`` for a token known by its stored hash only (the web console's
+    sessions keep the hash, never the plaintext); the same checks and messages."""
     row = session.execute(
         select(Token.workload_id, User.id, User.name, User.admin, Group.id, Group.name,
                Token.revoked_at, Token.expires_at, User.disabled, Workload.state,
@@ -97,7 +104,7 @@ def authenticate(session: Session, token: str | None) -> Principal:
         .join(User, Token.user_id == User.id)
         .join(Group, User.group_id == Group.id)
         .outerjoin(Workload, Token.workload_id == Workload.id)
-        .where(Token.token_hash == hash_token(token))
+        .where(Token.token_hash == token_hash)
     ).first()  # fmt: skip
     if row is None:
         raise Unauthorized("invalid token")
