@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from plinth.api.context import AppContext
+from plinth.api.routers import deployments as deployments_api
 from plinth.api.routers import groups as groups_api
 from plinth.api.routers import job_metrics as metrics_api
 from plinth.api.routers import jobs as jobs_api
@@ -32,6 +33,7 @@ from plinth.api.routers import quotas as quotas_api
 from plinth.api.routers import reservations as reservations_api
 from plinth.api.routers import users as users_api
 from plinth.services.auth import authenticate, hash_token, require_admin
+from plinth.services.deployments import DeploymentScale, TrafficSplit
 from plinth.services.errors import Unauthorized
 from plinth.services.notebooks import NotebookCreate, NotebookExtend
 from plinth.services.specs import (
@@ -427,6 +429,54 @@ async def move_alias(request: Request, me: Me, name: Name) -> Response:
 
     await run_in_threadpool(act)
     return back(f"/models/{name}")
+
+
+# ---- deployments ------------------------------------------------------------------
+
+
+@router.get("/deployments")
+def deployments(request: Request, me: Me, all: bool = False) -> HTMLResponse:
+    with service_errors():
+        rows = deployments_api.list_deployments(me.p, _ctx(request), all, 200)
+    return page(request, "deployments.html", me, tab="deployments", deployments=rows,
+                all=all)  # fmt: skip
+
+
+def _last_delta(events: list[Any]) -> Any:
+    """The latest ``deltas_applied`` event (the API's events are oldest first)."""
+    return next((e for e in reversed(events) if e.type == "deltas_applied"), None)
+
+
+@router.get("/deployments/{name}")
+def deployment_detail(request: Request, me: Me, name: Name) -> HTMLResponse:
+    ctx = _ctx(request)
+    with service_errors():
+        d = deployments_api.get_deployment(name, me.p, ctx)
+        events = deployments_api.deployment_events(name, me.p, ctx)
+    return page(request, "deployment.html", me, tab="deployments", d=d, events=events,
+                last_delta=_last_delta(events))  # fmt: skip
+
+
+@router.post("/deployments/{name}/{action}")
+async def deployment_action(request: Request, me: Me, name: Name,
+                            action: Literal["scale", "traffic", "delete"]) -> Response:  # fmt: skip
+    form = await read_form(request, me.csrf)
+    ctx = _ctx(request)
+
+    def act() -> None:
+        with service_errors():
+            if action == "scale":
+                body = DeploymentScale.model_validate({"replicas": form.get("replicas", "").strip()})
+                deployments_api.scale_deployment(name, body, me.p, ctx)
+            elif action == "traffic":
+                body2 = TrafficSplit.model_validate(
+                    {"canary_percent": form.get("canary_percent", "").strip()})
+                deployments_api.split_traffic(name, body2, me.p, ctx)
+            else:
+                deployments_api.delete_deployment(name, me.p, ctx)
+
+    await run_in_threadpool(act)
+    return back(f"/deployments/{name}")
 
 
 # ---- admin ------------------------------------------------------------------------

@@ -264,3 +264,35 @@ def test_admin_sees_every_group_the_queue_with_its_reason_and_the_admin_page(bro
     page.goto(f"{world.url}/jobs/{world.bob_waiting['id']}")
     expect(page.get_by_test_id("explain")).not_to_be_empty()
     _shot(page, "job-waiting")
+
+
+def test_member_sets_a_deployments_canary_share_and_deletes_it(browser, world):
+    # ctr's version rows point at these directories (not model packages: no model is
+    # trained here, so the replicas exit and are restarted; the page shows them anyway).
+    for v in (1, 2):
+        pkg = world.server.home / "models" / "ctr" / str(v)
+        pkg.mkdir(parents=True, exist_ok=True)
+        (pkg / "README").write_text("not a model package\n")
+    with Client(world.url, world.ann) as ann:
+        ann.deployments.create("ctr-live", "ctr@1", replicas=2, cpu=0.1, memory="64Mi",
+                               canary="ctr@2", canary_percent=10)
+    page = _login(browser, world, world.ann)
+    page.click("nav >> text=Deployments")
+    row = page.get_by_test_id("deploy-ctr-live")
+    expect(row).to_contain_text("ctr@1")
+    expect(row).to_contain_text("10.0% → v2")
+    _shot(page, "deployments")
+    page.click("a:has-text('ctr-live')")
+    expect(page.get_by_test_id("deploy-version")).to_have_text("1")
+    page.fill("input[name=canary_percent]", "25")
+    page.click("button:has-text('Set')")
+    expect(page.get_by_test_id("deploy-canary")).to_contain_text("25.0% of requests")
+    expect(page.locator(".timeline")).to_contain_text("canary share 10% -> 25% by ann")
+    _shot(page, "deployment")
+    page.click("button:has-text('Delete')")
+    expect(page.locator(".facts .state")).to_have_text("cancelled")
+    assert world.api.deployments.get("ctr-live")["state"] == "cancelled"
+    # another group's member: neither listed nor reachable
+    other = _login(browser, world, world.bob)
+    resp = other.goto(world.url + "/deployments/ctr-live")
+    assert resp is not None and resp.status == 404
