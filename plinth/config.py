@@ -393,6 +393,8 @@ class RayExecutorConfig(_Strict):
 
     address: str = Field(default="auto", min_length=1)
     namespace: str = Field(default="plinth", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    #: The server's IP as the cluster sees it; ``127.0.0.1`` for a cluster on loopback.
+    node_ip_address: str | None = None
     agent_root: str | None = None
     placement_timeout: float = 60.0
 
