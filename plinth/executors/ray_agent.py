@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from plinth.executors.base import NodeCapacity, ReplicaLaunch
-from plinth.executors.local import LocalExecutor
+from plinth.executors.local import LocalExecutor, _read_ident, _same_process
 
 __all__ = ["NodeAgent", "agent_name", "default_root", "watchdog_main"]
 
@@ -132,6 +132,25 @@ class NodeAgent:
 
     def replica_pid(self, handle: dict[str, Any]) -> int | None:
         return self._local.replica_pid(handle)
+
+    def live_replicas(self, workload_id: str, attempt: int) -> int:
+        """How many replicas of this attempt started here and have not ended (a status
+        directory without ``exit_code`` whose supervisor is starting or alive). Reads
+        only: unlike ``poll`` it never declares a replica lost."""
+        base = self._root / "state" / _safe(workload_id)
+        pattern = re.compile(rf".+-\d+-{int(attempt)}-[0-9a-f]+")
+        live = 0
+        try:
+            dirs = [d for d in base.iterdir() if pattern.fullmatch(d.name)]
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        for d in dirs:
+            if (d / "exit_code").exists():
+                continue
+            ident = _read_ident(d / "supervisor")
+            if ident is None or _same_process(*ident):
+                live += 1
+        return live
 
 
 # -- the watchdog ------------------------------------------------------------------------

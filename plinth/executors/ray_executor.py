@@ -81,8 +81,8 @@ class RayExecutor(Executor):
     (``127.0.0.1`` for a cluster kept on loopback). ``address``: the cluster's GCS address (``host:port``, or ``auto`` for the cluster
     started on this machine by ``ray start``). ``namespace``: the Ray namespace of the
     agents and placement groups (one per Plinth installation). ``agent_root``: where
-    agents keep logs and status directories on their node (default
-    ``$TMPDIR/plinth-ray/<node id>``). ``placement_timeout``: seconds to wait for Ray
+    agents keep logs and status directories on their node, a folder per node
+    under it (default ``$TMPDIR/plinth-ray``). ``placement_timeout``: seconds to wait for Ray
     to reserve a workload's placement group. ``nice``: niceness of replicas (as the
     local executor's). ``nodes`` must be left out: the cluster says what it has.
     """
@@ -116,8 +116,6 @@ class RayExecutor(Executor):
         self._lock = threading.RLock()
         self._agents: dict[str, Any] = {}
         self._inventory: tuple[float, list[NodeCapacity], dict[str, dict]] | None = None
-        # workload attempt -> replica keys launched and not yet seen ended (PG release)
-        self._gangs: dict[str, set[tuple[str, int]]] = {}
         self._connect()
 
     # -- connection and nodes ------------------------------------------------------------
@@ -213,7 +211,12 @@ class RayExecutor(Executor):
                 raise
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            root = self._agent_root or default_root(node_id)
+            # One folder per node even on a shared file system: an agent's watchdog kills
+            # every replica under its root when the agent's node goes.
+            root = (
+                os.path.join(self._agent_root, node_id[:16]) if self._agent_root
+                else default_root(node_id)
+            )  # fmt: skip
             actor = (
                 ray.remote(NodeAgent)
                 .options(
@@ -293,8 +296,6 @@ class RayExecutor(Executor):
                 f"{[s.node for s in specs]}) within {self._placement_timeout:g}s: the nodes "
                 f"are busy with work Plinth does not know of, or gone {why}".rstrip()
             )
-        with self._lock:
-            self._gangs[name] = {(s.role, s.replica) for s in specs}
 
     def _remove_gang(self, workload_id: str) -> None:
         ray = _ray()
@@ -307,24 +308,39 @@ class RayExecutor(Executor):
                     remove_placement_group(PlacementGroup(ray.PlacementGroupID.from_hex(pg_id)))
                 except Exception:
                     log.debug("removing placement group %s failed", pg_id, exc_info=True)
-                with self._lock:
-                    self._gangs.pop(info["name"], None)
 
     def _ended(self, handle: Mapping[str, Any]) -> None:
-        """Release the attempt's placement group once all its replicas have ended."""
-        name = _pg_name(handle["workload_id"], handle["attempt"])
-        with self._lock:
-            left = self._gangs.get(name)
-            if left is None:
-                return
-            left.discard((handle["role"], handle["replica"]))
-            if left:
-                return
-            del self._gangs[name]
-        try:
-            from ray.util.placement_group import remove_placement_group
+        """Release the attempt's placement group once none of its replicas runs on any
+        of its nodes. Asks the agents (not this instance's memory), so it holds after a
+        server restart too; when unsure (an agent does not answer) it keeps the group."""
+        ray = _ray()
+        from ray.util.placement_group import PlacementGroup, remove_placement_group
 
-            remove_placement_group(_ray().util.get_placement_group(name))
+        name = _pg_name(handle["workload_id"], handle["attempt"])
+        found = [
+            (pg_id, info) for pg_id, info in ray.util.placement_group_table().items()
+            if info.get("name") == name and info.get("state") != "REMOVED"
+        ]  # fmt: skip
+        if not found:
+            return
+        pg_id, info = found[0]
+        _, raw = self._nodes(fresh=True)
+        names = {n["NodeID"]: name_ for name_, n in raw.items()}
+        for node_id in set((info.get("bundles_to_node_id") or {}).values()):
+            if node_id not in names:
+                continue  # gone: its replicas went with it
+            where = {"node": names[node_id], "node_id": node_id}
+            try:
+                live = self._call(where, "live_replicas", handle["workload_id"], handle["attempt"])
+            except _NodeLost:
+                continue
+            except Exception:
+                log.warning("could not count the live replicas of %s", name, exc_info=True)
+                return
+            if live:
+                return
+        try:
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID.from_hex(pg_id)))
         except Exception:
             log.debug("removing placement group %s failed", name, exc_info=True)
 
@@ -358,10 +374,6 @@ class RayExecutor(Executor):
             raise OSError(f"the agent of node {spec.node!r} is gone; the node may be leaving")
         log_path = os.path.abspath(spec.log_path)
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            gang = self._gangs.get(_pg_name(spec.workload_id, spec.attempt))
-            if gang is not None:
-                gang.add((spec.role, spec.replica))
         return {
             "executor": self.name, "node": spec.node, "node_id": node_id,
             "agent": agent_name(node_id), "local": local, "log_path": log_path,

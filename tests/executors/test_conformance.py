@@ -169,9 +169,11 @@ def test_logs_stream_while_the_replica_runs(backend: Backend) -> None:
     try:
         # Through the file the API reads, with the executor polling as the loop does.
         wait_for(
-            lambda: ex.poll(handle) is None
-            and Path(handle["log_path"]).exists()
-            and Path(handle["log_path"]).read_bytes() == b"first\n",
+            lambda: (
+                ex.poll(handle) is None
+                and Path(handle["log_path"]).exists()
+                and Path(handle["log_path"]).read_bytes() == b"first\n"
+            ),
             what="the first line to reach the server's log file",
         )
     finally:

@@ -82,9 +82,7 @@ def test_a_gang_that_does_not_fit_its_node_is_refused_with_the_reason(
     assert _pg("plinth-pg2-1") is None
 
 
-def test_a_node_that_leaves_fails_its_replicas_with_a_reason(
-    ray_cluster, tmp_path: Path
-) -> None:
+def test_a_node_that_leaves_fails_its_replicas_with_a_reason(ray_cluster, tmp_path: Path) -> None:
     ray_cluster.add_node("gone", num_cpus=1)
     ex = ray_cluster.executor()
     wait_for(lambda: any(n.name == "gone" for n in ex.inventory()), what="node gone to join")
