@@ -40,6 +40,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -126,6 +127,8 @@ class RayExecutor(Executor):
             return
         from ray._private import ray_constants
 
+        self._probe()
+
         # Ray turns a loopback address given to ray.init into this machine's outward IP
         # (services.resolve_ip_for_localhost) unless "clusters" are off: a cluster kept
         # on loopback could not be reached. Only this process's connection is affected.
@@ -147,6 +150,22 @@ class RayExecutor(Executor):
             ) from None
         finally:
             ray_constants.ENABLE_RAY_CLUSTER = saved
+
+    def _probe(self, timeout_s: float = 5.0) -> None:
+        """Fail fast on a GCS address nothing listens on: ``ray.init`` would retry for
+        minutes, printing warnings, before it gives up."""
+        host, sep, port = self._address.rpartition(":")
+        if not sep or not port.isdigit():
+            return  # "auto" or a form Ray resolves itself
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+                pass
+        except OSError as e:
+            raise RayExecutorError(
+                f"cannot connect to the Ray cluster at {self._address!r}: {e.strerror or e}. "
+                "Start it with `ray start --head --port PORT --node-ip-address IP` and give "
+                "IP:PORT as executor.address"
+            ) from None
 
     def _nodes(self, fresh: bool = False) -> tuple[list[NodeCapacity], dict[str, dict]]:
         """(inventory, node name -> raw Ray node) of the alive nodes."""
