@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 from _executor_helpers import wait_for
-
 from integration._helpers import ADMIN_TOKEN, FINAL, Api, cancel_all, start_server
 
 pytestmark = pytest.mark.slow
