@@ -160,3 +160,70 @@ def test_plinth_on_ray_gang_node_loss_and_restart(ray_cluster, tmp_path: Path) -
         finally:
             admin.close()
             server.stop()
+
+
+def test_racing_submissions_never_over_admit_a_quota_on_ray(ray_cluster, tmp_path: Path) -> None:
+    """Issue 3's race on the Ray executor: 40 threads submit at once into a group with
+    1 core of quota (no borrowing); every job holds until the end, so exactly two
+    half-core jobs may ever be admitted, whatever the cluster has free."""
+    import threading
+
+    from integration._helpers import make_member
+
+    config = {
+        "executor": {
+            "kind": "ray", "address": ray_cluster.address, "node_ip_address": "127.0.0.1",
+            "agent_root": str(tmp_path / "agents"),
+        },
+        "scheduler": {"poll_interval": 0.05},
+        "jobs": {"grace": "1s"},
+    }  # fmt: skip
+    server = start_server(tmp_path / "home", config)
+    admin = Api(server, ADMIN_TOKEN)
+    release = tmp_path / "release"
+    try:
+        admin.ok("PATCH", "/api/v1/groups/default", json={"quota": {"cpu": 0, "memory": 0}})
+        no_borrow = {"cpu": 0, "memory": 0, "gpu": 0}
+        member = make_member(admin, server, "racers", "racer",
+                             quota={"cpu": 1, "memory": "4Gi"}, borrow_limit=no_borrow)  # fmt: skip
+        token = member.c.headers["Authorization"].removeprefix("Bearer ")
+        hold = f"import os, time\nwhile not os.path.exists({str(release)!r}): time.sleep(0.05)\n"
+        n = 40
+        ids: list[str] = []
+        errors: list[str] = []
+        barrier = threading.Barrier(n)
+        lock = threading.Lock()
+
+        def submit(i: int) -> None:
+            api = Api(server, token)
+            try:
+                barrier.wait()
+                jid = api.submit(f"race-{i}", hold, cpu=0.5, memory="64Mi")
+                with lock:
+                    ids.append(jid)
+            except Exception as e:  # noqa: BLE001 - reported below
+                with lock:
+                    errors.append(repr(e))
+            finally:
+                api.close()
+
+        threads = [threading.Thread(target=submit, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and len(ids) == n
+        wait_for(
+            lambda: sum(admin.job(j)["state"] == "running" for j in ids) == 2,
+            timeout=60, what="two of the racing jobs to run",
+        )  # fmt: skip
+        admitted = [j for j in ids if any(e["type"] == "admitted" for e in admin.events(j))]
+        assert len(admitted) == 2  # ever: nothing has ended
+        member.close()
+    finally:
+        release.touch()
+        try:
+            cancel_all(admin)
+        finally:
+            admin.close()
+            server.stop()
