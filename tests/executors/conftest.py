@@ -88,18 +88,32 @@ class RayTestCluster:
         self.cluster.remove_node(self.nodes.pop(name))
 
     def pids(self) -> set[int]:
-        """Every process of the cluster's nodes (GCS, raylets, agents, workers)."""
-        import psutil
+        """Every process of the cluster's nodes (GCS, raylets, agents, workers) and
+        their descendants, from /proc."""
+        import os
 
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+        todo = [
+            info.process.pid
+            for node in self.nodes.values()
+            for infos in node.all_processes.values()
+            for info in infos
+        ]
         out: set[int] = set()
-        for node in self.nodes.values():
-            for infos in node.all_processes.values():
-                for info in infos:
-                    try:
-                        proc = psutil.Process(info.process.pid)
-                        out |= {proc.pid, *(c.pid for c in proc.children(recursive=True))}
-                    except psutil.Error:
-                        continue
+        while todo:
+            pid = todo.pop()
+            if pid not in out:
+                out.add(pid)
+                todo.extend(children.get(pid, []))
         return out
 
     def executor(self, **kw: object):
