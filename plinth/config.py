@@ -4,7 +4,7 @@ Every key is optional; an empty file gives a working single-machine server. Exam
 
     nodes:                         # the local executor's capacity; default: this machine
       - {name: local, cpu: 8, memory: 32Gi, gpu: 2}
-    executor: local
+    executor: local                # or {kind: ray, address: HOST:6379} (docs/scale-out.md)
     executor_nice: 5               # niceness (0-19) of replicas under the local executor
     scheduler:
       poll_interval: 0.25          # seconds between polls of running replicas and deadlines
@@ -87,6 +87,7 @@ __all__ = [
     "ConfigError",
     "IsolationConfig",
     "NodeConfig",
+    "RayExecutorConfig",
     "RetryBackoff",
     "SchedulerConfig",
     "ServerConfig",
@@ -386,6 +387,26 @@ class RetentionConfig(_Strict):
 EXECUTOR_NICE_DEFAULT = 5
 
 
+class RayExecutorConfig(_Strict):
+    """``executor: {kind: ray, ...}``: the Ray cluster to run replicas on
+    (docs/scale-out.md). Durations in seconds or with units."""
+
+    address: str = Field(default="auto", min_length=1)
+    namespace: str = Field(default="plinth", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    #: The server's IP as the cluster sees it; ``127.0.0.1`` for a cluster on loopback.
+    node_ip_address: str | None = None
+    agent_root: str | None = None
+    placement_timeout: float = 60.0
+
+    _v = field_validator("placement_timeout", mode="before")(
+        classmethod(lambda cls, v: _duration(v))
+    )
+
+
+#: Options of each executor kind given as a mapping (``executor: {kind: ..., ...}``).
+_EXECUTOR_OPTIONS: dict[str, type[_Strict] | None] = {"local": None, "ray": RayExecutorConfig}
+
+
 class NotebookPolicy(_Strict):
     """Defaults and caps of notebook sessions (seconds); a group's entry in
     ``notebooks.groups`` overrides the keys it sets."""
@@ -469,6 +490,42 @@ class ServerConfig(_Strict):
     retention: RetentionConfig = RetentionConfig()
     notebooks: NotebooksConfig = NotebooksConfig()
     url: str | None = None
+    #: The options of ``executor: {kind: ray, ...}`` (None for the local executor).
+    ray: RayExecutorConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _executor_mapping(cls, data: Any) -> Any:
+        """``executor: {kind: K, opt: v}`` -> ``executor: K`` plus the kind's options;
+        a plain ``executor: K`` stays as it is."""
+        if not isinstance(data, dict) or not isinstance(data.get("executor"), dict):
+            return data
+        if "ray" in data:
+            raise ValueError("give the Ray options inside `executor: {kind: ray, ...}`")
+        options = dict(data["executor"])
+        kind = options.pop("kind", None)
+        if kind not in _EXECUTOR_OPTIONS:
+            raise ValueError(
+                f"executor.kind must be one of {', '.join(sorted(_EXECUTOR_OPTIONS))}, "
+                f"got {kind!r}"
+            )
+        model = _EXECUTOR_OPTIONS[kind]
+        if model is None and options:
+            raise ValueError(
+                f"executor {kind!r} takes no options here, got {', '.join(sorted(options))}"
+            )
+        out = {**data, "executor": kind}
+        if model is not None:
+            out[kind] = options
+        return out
+
+    @model_validator(mode="after")
+    def _ray_needs_options(self) -> ServerConfig:
+        if self.executor == "ray" and self.nodes is not None:
+            raise ValueError(
+                "the ray executor takes its nodes from the Ray cluster: remove `nodes:`"
+            )
+        return self
 
     @field_validator("nodes")
     @classmethod

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
 
-from plinth.config import ConfigError, ServerConfig, load_config
+from plinth.config import ConfigError, RayExecutorConfig, ServerConfig, load_config
 
 if TYPE_CHECKING:
     from plinth.api.context import AppContext
@@ -56,6 +56,8 @@ def make_executor(cfg: ServerConfig, local: dict[str, Any] | None = None) -> Exe
     if cfg.executor == "local":
         options["nice"] = cfg.executor_nice
         options.update(local or {})
+    elif cfg.executor == "ray":  # docs/scale-out.md
+        options.update((cfg.ray or RayExecutorConfig()).model_dump(), nice=cfg.executor_nice)
     return get_executor(cfg.executor, **options)
 
 
@@ -156,6 +158,11 @@ def serve(host: str = "127.0.0.1", port: int = 8321, config_path: str | None = N
     from plinth.api.app import create_app
 
     cfg = load_config(config_path)
+    if cfg.executor != "local":  # an unreachable cluster is a clear error, not a traceback
+        try:
+            make_executor(cfg)
+        except (ValueError, RuntimeError) as e:
+            raise ConfigError(f"executor {cfg.executor!r}: {e}") from None
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

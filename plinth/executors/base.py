@@ -22,6 +22,7 @@ from __future__ import annotations
 import signal
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final
@@ -96,6 +97,9 @@ class ReplicaLaunch:
     gpus: tuple[int, ...] = ()
     timeout_s: float | None = None
     grace_s: float = 10.0
+    #: The replica's reservation ``{"cpu": cores, "memory": MiB, "gpu": n}`` when the
+    #: caller knows it; a backend that reserves resources itself (ray) uses it.
+    resources: Mapping[str, Any] | None = None
 
 
 class Executor(ABC):
@@ -199,6 +203,13 @@ class Executor(ABC):
         """
         return []
 
+    def reserve(self, workload_id: str, attempt: int, specs: Sequence[ReplicaLaunch]) -> None:
+        """Reserve the resources of a whole gang (every replica of one workload attempt,
+        each on the node the scheduler chose) before its replicas are launched. Raises
+        (any exception, its message said to the user) when it cannot. The default does
+        nothing: the local executor's capacity is the scheduler's alone.
+        :class:`~plinth.executors.ray_executor.RayExecutor` creates a placement group."""
+
     def exit_reason(self, handle: dict) -> str | None:
         """Why an ended replica ended, beyond its exit code, or ``None`` when the backend
         cannot tell: ``"timeout"`` (the backend stopped it at ``timeout_s``) or
@@ -257,7 +268,10 @@ def describe_exit(code: int) -> str:
 
 # Built-in backends are imported lazily so that `import plinth.executors` stays
 # cheap and an optional dependency (ray) is needed only when chosen.
-_BUILTIN: dict[str, str] = {"local": "plinth.executors.local:LocalExecutor"}
+_BUILTIN: dict[str, str] = {
+    "local": "plinth.executors.local:LocalExecutor",
+    "ray": "plinth.executors.ray_executor:RayExecutor",
+}
 _REGISTERED: dict[str, type[Executor]] = {}
 
 

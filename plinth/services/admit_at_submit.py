@@ -183,6 +183,10 @@ class AdmitAtSubmit:
             return None
         return kept
 
+    def forget_snapshot(self) -> None:
+        """Drop the kept snapshot (the nodes changed: it has the old ones)."""
+        self._kept = None
+
     def keep_snapshot(self) -> None:
         """Read a snapshot ahead for admission at submit, unless the kept one is current.
         Called from the loop's thread only (no admission lock: the kept snapshot is

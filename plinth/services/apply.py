@@ -69,6 +69,7 @@ class PlannedReplica:
     node: str
     gpus: tuple[int, ...]  # device indices on `node`
     log_path: Path
+    resources: dict[str, Any] | None = None  # {cpu, memory (MiB), gpu}: Resources.to_dict()
 
 
 @dataclass
@@ -307,7 +308,9 @@ def apply_decisions(
                     )
                     .returning(Replica.id)
                 ).scalar_one()  # fmt: skip
-                plan.replicas.append(PlannedReplica(rid, role, i, node, gpus, lp))
+                plan.replicas.append(
+                    PlannedReplica(rid, role, i, node, gpus, lp, d.resources.to_dict())
+                )
                 plan.addresses.append(ReplicaAddress(role, i, address[node], port))
         plans.append(plan)
     if tokens:

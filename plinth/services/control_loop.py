@@ -128,6 +128,29 @@ class ControlLoop:
         """Every node at full capacity (to refuse gangs that could never start)."""
         return self._capacity
 
+    def refresh_nodes(self) -> bool:
+        """Take up the executor's inventory when it changed: a Ray cluster's nodes join
+        and leave (the local executor's never change: then this is one comparison).
+        True when it changed. A failing inventory keeps the last one."""
+        try:
+            nodes = tuple(self.executor.inventory())
+        except Exception:
+            log.exception("executor inventory failed; keeping the last one")
+            return False
+        if not nodes or nodes == self.nodes:
+            return False
+        log.warning(
+            "nodes changed: %s -> %s",
+            ", ".join(n.name for n in self.nodes), ", ".join(n.name for n in nodes),
+        )  # fmt: skip
+        self.nodes = nodes
+        self._capacity = tuple(
+            NodeFree(n.name, n.address, n.cpu, n.memory_mib, tuple(range(n.gpu))) for n in nodes
+        )
+        self.admission.nodes = nodes
+        self.at_submit.forget_snapshot()
+        return True
+
     def usage(self) -> tuple[core.UsageRecord, ...]:
         """The fair-share usage history the scheduler uses (for read-side views)."""
         return self.usage_history.records()
@@ -179,6 +202,8 @@ class ControlLoop:
 
         ``full=False``: observe only the replicas whose exits the watcher reported."""
         self.cycles += 1
+        if full:
+            self.refresh_nodes()
         # Admit first: a submit's wake-up should not wait behind bookkeeping of exits.
         while self.admit_and_launch():
             pass

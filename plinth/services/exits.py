@@ -103,6 +103,8 @@ def replica_outcome(code: int, why: str | None, asked: bool) -> tuple[str, str]:
     if code == 0:
         return "succeeded", what
     if code == EXIT_LOST:
+        if why and why.startswith("node-lost: "):  # the Ray executor: the node left
+            return "lost", f"lost: {why.removeprefix('node-lost: ')}"
         return "lost", what
     # Includes a supervisor stopped by a signal Plinth did not send (kill, systemd
     # stop): a failure, so retries apply and the job ends.

@@ -188,6 +188,7 @@ class Launcher:
             except Exception as e:  # noqa: BLE001 - the workload fails with the reason
                 return handles, f"could not stage the model package: {e}", utcnow()
         params = plan.spec.get("params") or {}
+        specs: list[tuple[int, ReplicaLaunch]] = []
         for r in plan.replicas:
             env = replica_env(
                 workload_id=plan.workload_id, role=r.role, replica=r.replica,
@@ -200,11 +201,20 @@ class Launcher:
                 attempt=plan.attempt, command=list(plan.spec["roles"][r.role]["command"]),
                 env=env, workdir=workdir, log_path=r.log_path, node=r.node, gpus=r.gpus,
                 timeout_s=plan.max_runtime_s, grace_s=self.cfg.jobs.grace,
+                resources=r.resources,
             )  # fmt: skip
+            specs.append((r.id, spec))
+        try:  # the whole gang first (a Ray placement group; nothing for the local executor)
+            self.executor.reserve(plan.workload_id, plan.attempt, [s for _, s in specs])
+        except Exception as e:  # noqa: BLE001 - any reservation failure fails the workload
+            return handles, f"could not reserve the replicas' resources: {e}", utcnow()
+        for rid, spec in specs:
             try:
-                handles[r.id] = self.executor.launch(spec)
+                handles[rid] = self.executor.launch(spec)
             except Exception as e:  # noqa: BLE001 - any launch failure fails the workload
-                return handles, f"could not start replica {r.role}-{r.replica}: {e}", utcnow()
+                return (
+                    handles, f"could not start replica {spec.role}-{spec.replica}: {e}", utcnow()
+                )
         return handles, None, utcnow()
 
     def record_launch(
