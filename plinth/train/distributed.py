@@ -50,6 +50,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from collections import deque
@@ -148,12 +149,13 @@ class DistributedTrainer(Trainer):
     def _init_process_group(self) -> None:
         if self.world == 1 or tdist.is_initialized():
             return
-        if self.cluster.master_addr in ("127.0.0.1", "localhost"):
+        addr, port = self.cluster.master_addr, self.cluster.master_port
+        if addr in ("127.0.0.1", "localhost"):
             os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-        tdist.init_process_group(
-            "gloo", init_method=f"tcp://{self.cluster.master_addr}:{self.cluster.master_port}",
-            rank=self.rank, world_size=self.world,
-            timeout=timedelta(seconds=self.dist.collective_timeout_s))
+        timeout = timedelta(seconds=self.dist.collective_timeout_s)
+        store = rendezvous_store(addr, port, self.world, self.rank, timeout)
+        tdist.init_process_group("gloo", store=store, rank=self.rank,
+                                 world_size=self.world, timeout=timeout)
 
     def _barrier(self) -> None:
         if self.world > 1:
@@ -458,6 +460,28 @@ class DistributedTrainer(Trainer):
         self.reporter.close()
         if self.world > 1 and tdist.is_initialized():
             tdist.destroy_process_group()
+
+
+def rendezvous_store(addr: str, port: int, world: int, rank: int,
+                     timeout: timedelta) -> tdist.TCPStore:
+    """The gang's rendezvous store at `addr`:`port`, hosted by rank 0.
+
+    torch's own (a ``tcp://`` init_method) listens on every interface of worker 0's
+    node; this one listens on MASTER_ADDR only, through a socket it is handed (and
+    then owns: the store closes it)."""
+    fd = _listen(addr, port).detach() if rank == 0 else None
+    return tdist.TCPStore(addr, port, world, rank == 0, timeout, master_listen_fd=fd)
+
+
+def _listen(addr: str, port: int) -> socket.socket:
+    """A TCP socket listening on `addr`:`port` only (IPv4 or IPv6, as `addr` resolves)."""
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(
+        addr, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(sockaddr)
+    sock.listen(128)
+    return sock
 
 
 def _env_json(env: dict[str, str], name: str) -> dict[str, Any]:

@@ -158,3 +158,23 @@ def test_few_row_groups_are_cut_so_every_worker_trains(tmp_path) -> None:
     assert split_pieces([5, 2], 6) == [(0, 0, 2), (0, 2, 1), (0, 3, 2), (1, 0, 1), (1, 1, 1)]
     with pytest.raises(DataError, match="too few to give each of 5000 workers"):
         WorkerReader(cfg.data_paths("train"), cfg.schema, 256, rank=0, world_size=5000)
+
+
+def test_the_gangs_rendezvous_listens_on_master_addr_only() -> None:
+    """torch's tcp:// rendezvous would listen on every interface of worker 0's node."""
+    import os
+    import socket
+    from datetime import timedelta
+
+    from _sockets import listening
+
+    from plinth.train.distributed import rendezvous_store
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = rendezvous_store("127.0.0.1", port, 1, 0, timedelta(seconds=30))
+    store.set("k", "v")
+    assert store.get("k") == b"v"
+    ours = [(a, p) for a, p in listening({os.getpid()}) if p == port]
+    assert ours == [("127.0.0.1", port)]

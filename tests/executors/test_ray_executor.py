@@ -4,11 +4,11 @@ node loss, agents by name, traffic on loopback. On the session's real Ray cluste
 from __future__ import annotations
 
 import ipaddress
-import os
 from pathlib import Path
 
 import pytest
 from _executor_helpers import DEADLINE_S, py, wait_for
+from _sockets import listening
 
 from plinth.executors.base import EXIT_LOST, ReplicaLaunch
 from plinth.executors.supervisor import proc_start_time
@@ -112,41 +112,12 @@ def test_the_agent_is_a_detached_named_actor_per_node(ray_cluster, tmp_path: Pat
     assert handle["agent"] == f"plinth-agent-{handle['node_id']}"
 
 
-def _listening(pids: set[int]) -> list[tuple[str, int]]:
-    """(address, port) of every TCP socket in LISTEN state owned by one of `pids`."""
-    inodes: set[str] = set()
-    for pid in pids:
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-        except OSError:
-            continue
-    out = []
-    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
-        with open(table) as f:
-            next(f)
-            for line in f:
-                parts = line.split()
-                if parts[3] != "0A" or parts[9] not in inodes:  # 0A: LISTEN
-                    continue
-                hexaddr, hexport = parts[1].split(":")
-                raw = bytes.fromhex(hexaddr)
-                # /proc/net prints the address as native-endian 32-bit words.
-                words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]
-                addr = ipaddress.ip_address(b"".join(words))
-                if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-                    addr = addr.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-                out.append((str(addr), int(hexport, 16)))
-    assert len(out) >= 2, "found no listening sockets at all: the check itself is broken"
-    return out
-
-
 def test_the_cluster_listens_on_loopback_only(ray_cluster) -> None:
     ray_cluster.executor()  # agents and workers up too
+    listeners = listening(ray_cluster.pids())
+    assert len(listeners) >= 2, "found no listening sockets at all: the check itself is broken"
     beyond = [
-        (a, p) for a, p in _listening(ray_cluster.pids())
+        (a, p) for a, p in listeners
         if not ipaddress.ip_address(a).is_loopback
     ]  # fmt: skip
     assert beyond == [], f"Ray listens beyond loopback: {beyond}"
