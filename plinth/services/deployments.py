@@ -297,7 +297,8 @@ def prepare_deployment(session: Session, p: Principal, req: DeploymentCreate,
         spec = spec.model_copy(update={"max_runtime": min(cfg.jobs.max_max_runtime, cap)})
     how = f"@{alias} (now version {v.version})" if alias else f" version {v.version}"
     new = jobs_svc._prepare(session, p, spec, None, cfg, nodes,
-                            f"deployment of {name}{how} created by {p.user}")
+                            f"deployment of {name}{how} created by {p.user}",
+                            "resources: the deployment's")
     _check_quota_could_fit(session, gid, gname, new.values["demand"])
     new.values["id"] = jobs_svc.new_workload_id("deploy")
     new.values["kind"] = DEPLOYMENT

@@ -151,7 +151,10 @@ def _prepare(
     cfg: ServerConfig,
     nodes: tuple[NodeFree, ...],
     reason: str,
+    what: str = "roles: the job's",
 ) -> NewJob:
+    """Validate `spec` and build its row. `what` starts a refusal of its total demand:
+    the field the client set and the workload's kind ("resources: the notebook's")."""
     gid, gname = _resolve_group(session, p, spec.group)
     max_runtime = spec.max_runtime or cfg.jobs.default_max_runtime
     # One narrow Core read serves the default and the caps check (an ORM get of the
@@ -184,10 +187,10 @@ def _prepare(
     reps = replica_demands(normal)
     why = unplaceable_reason(nodes, reps, cfg.scheduler.policy())
     if why is not None:
-        raise Invalid(f"roles: {why}")
+        raise Invalid(f"{what.split(':')[0]}: {why}")
     demand = _demand(reps)
-    _check_group_caps(group, gname, max_runtime, demand)
-    check_user_cap(session, p.user_id, p.user, demand)
+    _check_group_caps(group, gname, max_runtime, demand, what)
+    check_user_cap(session, p.user_id, p.user, demand, what)
     check_pending_limits(session, p.user_id, p.user, gid, gname,
                          cfg.scheduler.max_pending_per_user, cfg.scheduler.max_pending_per_group)
     values: dict[str, Any] = {
@@ -234,7 +237,8 @@ def insert_job(session: Session, new: NewJob) -> Workload:
     return Workload(**values)
 
 
-def _check_group_caps(g: Any, gname: str, max_runtime: float, demand: Resources) -> None:
+def _check_group_caps(g: Any, gname: str, max_runtime: float, demand: Resources,
+                      what: str) -> None:
     """Refuse at submit what the group's admin caps forbid (it could never start).
 
     ``g``: the group's ``max_runtime_s`` and ``max_job`` (a row), or None."""
@@ -249,7 +253,7 @@ def _check_group_caps(g: Any, gname: str, max_runtime: float, demand: Resources)
         over = over_limit(demand, g.max_job)
         if over:
             raise Invalid(
-                f"roles: the job's total demand is over group {gname!r}'s largest-job cap "
+                f"{what} total demand is over group {gname!r}'s largest-job cap "
                 f"({'; '.join(over)}); ask for less"
             )
 

@@ -179,7 +179,7 @@ def prepare_notebook(
     why = f"notebook started by {p.user}"
     if window is not None:
         why = f"notebook booked by {p.user} for {window[0].isoformat(timespec='seconds')}"
-    new = _prepare(session, p, spec, None, cfg, nodes, why)
+    new = _prepare(session, p, spec, None, cfg, nodes, why, "resources: the notebook's")
     v = new.values
     _check_quota(session, v["group_id"], v["spec"]["group"], v["demand"])
     v["id"] = f"nb-{secrets.token_hex(6)}"

@@ -20,7 +20,8 @@ from plinth.store.models import QuotaExpansion, User, Workload, utcnow
 __all__ = ["check_pending_limits", "check_user_cap"]
 
 
-def check_user_cap(session: Session, user_id: int, user: str, demand: Resources) -> None:
+def check_user_cap(session: Session, user_id: int, user: str, demand: Resources,
+                   what: str = "roles: the job's") -> None:
     """Invalid (422) naming the cap when `demand` (the job's total) is above the user's
     personal cap in some resource, counting expansions of the user that have not ended
     (they could make it fit while they last)."""
@@ -36,7 +37,7 @@ def check_user_cap(session: Session, user_id: int, user: str, demand: Resources)
     over = over_limit(demand, cap, extra)
     if over:
         raise Invalid(
-            f"roles: the job's total demand is over user {user!r}'s personal cap"
+            f"{what} total demand is over user {user!r}'s personal cap"
             f" ({'; '.join(over)}); it could never start: ask for less or ask an admin"
             " to raise the cap"
         )

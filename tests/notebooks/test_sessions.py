@@ -160,8 +160,10 @@ def test_over_quota_or_caps_is_refused_with_the_limit_named(nbs: Notebooks) -> N
     h = {"Authorization": f"Bearer {r.json()['token']}"}
     assert "quota plus its borrow limit: cpu 2.5 > 2" in _refused(
         nbs, h, {"resources": {"cpu": 2.5, "memory": "1Gi"}})
-    assert "personal cap (cpu 3.5 > 3)" in _refused(nbs, h, {"resources": {"cpu": 3.5}})
-    assert "largest-job cap" in _refused(nbs, h, {"resources": {"cpu": 1, "gpu": 1}})
+    assert ("resources: the notebook's total demand is over user 'ann''s personal cap"
+            " (cpu 3.5 > 3)") in _refused(nbs, h, {"resources": {"cpu": 3.5}})
+    assert "resources: the notebook's total demand is over group 'small''s largest-job cap" \
+        in _refused(nbs, h, {"resources": {"cpu": 1, "gpu": 1}})
     assert "cap of 2h00m" in _refused(nbs, h, {"max_lifetime": "3h"})
     assert "max_idle_timeout" in _refused(nbs, h, {"idle_timeout": "2d"})
     assert "both" in _refused(nbs, h, {"at": "2030-01-01T10:00:00Z"})
