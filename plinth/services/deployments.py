@@ -54,6 +54,7 @@ from plinth.services.auth import Principal, require_unscoped
 from plinth.services.errors import Conflict, Invalid, NotFound
 from plinth.services.lifecycle import FINAL, LIVE, State, transition
 from plinth.services.specs import NAME_PATTERN, JobSpec, Resources, _Strict
+from plinth.services.visibility import where_visible
 from plinth.store.models import (
     Group,
     ModelAlias,
@@ -322,18 +323,10 @@ def create_deployment(db: Any, loop: Any, p: Principal, new: jobs_svc.NewJob) ->
 # ---------------------------------------------------------------------------- read
 
 
-def _visible(p: Principal, q: Any) -> Any:
-    if p.workload_id is not None:
-        return q.where(Workload.id == p.workload_id)
-    if not p.admin:
-        return q.where(Workload.group_id == p.group_id)
-    return q
-
-
 def get_deployment(session: Session, p: Principal, name: str,
                    workload_id: str | None = None) -> Workload:
     """The deployment named `name` the caller may see: the live one, else the newest."""
-    q = _visible(p, select(Workload).where(Workload.kind == DEPLOYMENT, Workload.name == name))
+    q = where_visible(p, select(Workload).where(Workload.kind == DEPLOYMENT, Workload.name == name))
     if workload_id is not None:
         q = q.where(Workload.id == workload_id)
     rows = list(session.scalars(q.order_by(Workload.created_at.desc(),
@@ -349,7 +342,7 @@ def get_deployment(session: Session, p: Principal, name: str,
 def list_deployments(session: Session, p: Principal, all_: bool = False,
                      limit: int = 100) -> list[Workload]:
     """Deployments the caller may see, newest first (live ones only unless `all_`)."""
-    q = _visible(p, select(Workload).where(Workload.kind == DEPLOYMENT))
+    q = where_visible(p, select(Workload).where(Workload.kind == DEPLOYMENT))
     if not all_:
         q = q.where(Workload.state.in_([s.value for s in LIVE]))
     return list(session.scalars(q.order_by(Workload.created_at.desc(),

@@ -26,6 +26,7 @@ from plinth.services.files import usable_by
 from plinth.services.lifecycle import FINAL, LIVE, InvalidTransition, State, transition
 from plinth.services.specs import CodeFile, CodeGit, JobSpec
 from plinth.services.submit_limits import check_pending_limits, check_user_cap
+from plinth.services.visibility import visible_workload, where_visible
 from plinth.store.models import Event, Group, Replica, User, Workload, utcnow
 
 __all__ = [
@@ -297,22 +298,9 @@ def prepare_rerun(
     return new
 
 
-def _visible(p: Principal, w: Workload | None, job_id: str) -> Workload:
-    if w is None or w.kind != JOB:
-        raise NotFound(f"job {job_id!r} not found")
-    if p.workload_id is not None:
-        # A workload-scoped token sees its own workload whatever group it runs in (an
-        # admin may have submitted it into another group than the token user's).
-        if w.id != p.workload_id:
-            raise NotFound(f"job {job_id!r} not found")
-    elif not p.admin and w.group_id != p.group_id:
-        raise NotFound(f"job {job_id!r} not found")
-    return w
-
-
 def get_job(session: Session, p: Principal, job_id: str) -> Workload:
     """One job, if the caller may see it (else NotFound)."""
-    return _visible(p, session.get(Workload, job_id), job_id)
+    return visible_workload(p, session.get(Workload, job_id), JOB, job_id)
 
 
 def list_jobs(
@@ -323,11 +311,7 @@ def list_jobs(
     limit: int = 100,
 ) -> list[Workload]:
     """Jobs the caller may see, newest first."""
-    q = select(Workload).where(Workload.kind == JOB)
-    if p.workload_id is not None:
-        q = q.where(Workload.id == p.workload_id)
-    elif not p.admin:
-        q = q.where(Workload.group_id == p.group_id)
+    q = where_visible(p, select(Workload).where(Workload.kind == JOB))
     if state is not None:
         q = q.where(Workload.state == state)
     if group is not None:

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from plinth.services.auth import Principal, require_unscoped
 from plinth.services.errors import Conflict, Invalid, NotFound
+from plinth.services.visibility import may_see
 from plinth.services.workdirs import code_dir, file_path
 from plinth.store.models import (
     Model,
@@ -160,9 +161,7 @@ def list_deltas(session: Session, p: Principal, name: str, ref: str | int,
 def _job_dir(session: Session, p: Principal, home: Path, job: str, path: str | None,
              what: str) -> tuple[Workload, Path]:
     w = session.get(Workload, job)
-    visible = w is not None and (p.workload_id == w.id if p.scoped
-                                 else p.admin or w.group_id == p.group_id)
-    if not visible:
+    if w is None or not may_see(p, w):
         raise NotFound(f"job {job!r} not found")
     root = code_dir(home, w.id).resolve()
     rel = Path(path or "model")

@@ -44,6 +44,7 @@ from plinth.services.jobs import ENDED_REPLICA_STATES, LogChunk, NewJob, _prepar
 from plinth.services.lifecycle import FINAL, LIVE, State, transition
 from plinth.services.notebook_policy import resolve_timeouts
 from plinth.services.specs import NAME_PATTERN, DurationS, JobSpec, Resources
+from plinth.services.visibility import visible_workload, where_visible
 from plinth.services.workspaces import workspace_dir
 from plinth.store.models import Event, Group, Replica, Reservation, User, Workload, utcnow
 
@@ -217,31 +218,16 @@ def insert_notebook(session: Session, p: Principal, new: NewJob) -> Workload:
     return w
 
 
-def _visible(p: Principal, w: Workload | None, nid: str) -> Workload:
-    if w is None or w.kind != NOTEBOOK:
-        raise NotFound(f"notebook {nid!r} not found")
-    if p.workload_id is not None:
-        if w.id != p.workload_id:
-            raise NotFound(f"notebook {nid!r} not found")
-    elif not p.admin and w.group_id != p.group_id:
-        raise NotFound(f"notebook {nid!r} not found")
-    return w
-
-
 def get_notebook(session: Session, p: Principal, nid: str) -> Workload:
     """One session, if the caller may see it (its group's members, admins)."""
-    return _visible(p, session.get(Workload, nid), nid)
+    return visible_workload(p, session.get(Workload, nid), NOTEBOOK, nid)
 
 
 def list_notebooks(
     session: Session, p: Principal, state: str | None = None, limit: int = 100
 ) -> list[Workload]:
     """Sessions the caller may see, newest first."""
-    q = select(Workload).where(Workload.kind == NOTEBOOK)
-    if p.workload_id is not None:
-        q = q.where(Workload.id == p.workload_id)
-    elif not p.admin:
-        q = q.where(Workload.group_id == p.group_id)
+    q = where_visible(p, select(Workload).where(Workload.kind == NOTEBOOK))
     if state is not None:
         q = q.where(Workload.state == state)
     q = q.order_by(Workload.created_at.desc(), Workload.id.desc()).limit(limit)
