@@ -160,7 +160,24 @@ def table_to_batch(table: pa.Table, schema: Schema, first_sample: int = 0,
         raise DataError(f"label column {schema.label!r} has nulls; drop those rows")
     labels = np.asarray(label_col.to_numpy(zero_copy_only=False), dtype=np.float32)
     sample_ids = np.arange(first_sample, first_sample + n, dtype=np.int64)
-    return Batch(kjt, dense, labels, sample_ids)
+    return Batch(kjt, dense, labels, sample_ids, _weights(table, schema))
+
+
+def _weights(table: pa.Table, schema: Schema) -> np.ndarray | None:
+    """The schema's sample-weight column as float32 (nulls -> 1.0, as builds write them);
+    None without one, or when the table lacks it (records to score carry no weight)."""
+    if schema.weight is None or schema.weight not in table.column_names:
+        return None
+    col = table.column(schema.weight)
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+            or pa.types.is_null(col.type)):
+        raise DataError(f"weight column {schema.weight!r} is {col.type}; it must be numeric")
+    w = np.array(pc.fill_null(col.cast(pa.float32()), 1.0).to_numpy(zero_copy_only=False),
+                   dtype=np.float32)
+    if n_bad := int(np.count_nonzero(~np.isfinite(w) | (w < 0))):
+        raise DataError(f"weight column {schema.weight!r} has {n_bad} negative or non-finite "
+                        "values; weights must be finite and >= 0")
+    return w
 
 
 def numeric_input(table: pa.Table, schema: Schema,

@@ -183,8 +183,9 @@ class Schema:
 
     @property
     def columns(self) -> list[str]:
-        """Every column the reader needs, label last."""
-        return self.categorical_names + self.numeric_names + [self.label]
+        """Every column the reader needs: features, the label, the weight when set."""
+        weight = [self.weight] if self.weight is not None else []
+        return self.categorical_names + self.numeric_names + [self.label] + weight
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Schema:

@@ -330,13 +330,15 @@ class Batch:
 
     ``sparse``: KJT with stride B; ``dense``: float32 (B, n_dense) (n_dense may be 0);
     ``labels``: float32 (B,) in [0, 1]; ``sample_ids`` optional int64 (B,) positions in the
-    source data (for debugging and exact resume checks).
+    source data (for debugging and exact resume checks); ``weights`` optional float32 (B,)
+    sample weights (finite, >= 0) that scale each sample's share of the training loss.
     """
 
     sparse: KeyedJaggedTensor
     dense: np.ndarray
     labels: np.ndarray
     sample_ids: np.ndarray | None = field(default=None)
+    weights: np.ndarray | None = field(default=None)
 
     @property
     def size(self) -> int:
@@ -370,3 +372,9 @@ class Batch:
         if n and (not np.all(np.isfinite(self.labels)) or self.labels.min() < 0
                   or self.labels.max() > 1):
             raise BatchError("labels must be finite and in [0, 1] (click = 1, no click = 0)")
+        w = self.weights
+        if w is not None and (not isinstance(w, np.ndarray) or w.shape != (n,)
+                              or w.dtype != np.float32):
+            raise BatchError(f"weights must be a 1-D float32 array with one weight per sample ({n})")
+        if w is not None and n and (not np.all(np.isfinite(w)) or w.min() < 0):
+            raise BatchError("sample weights must be finite and >= 0")

@@ -62,7 +62,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as tdist
-import torch.nn.functional as F
 
 from plinth.data.metrics import auc
 from plinth.data.reader import DataError
@@ -83,6 +82,7 @@ from plinth.train.trainer import (
     _fsync_dir,
     _write_file,
     build_table_configs,
+    training_loss,
 )
 
 __all__ = ["Cluster", "DistributedTrainer", "main"]
@@ -201,7 +201,7 @@ class DistributedTrainer(Trainer):
         if self.step < self.cfg.warmup_steps + 1:
             self._set_lr_scale(warmup_scale(self.step, self.cfg.warmup_steps))
         logits = self.model(batch)
-        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.labels))
+        loss = training_loss(logits, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         due = self._checkpoint_due_by_time()

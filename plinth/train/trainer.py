@@ -267,7 +267,7 @@ class Trainer:
         if self.step < self.cfg.warmup_steps + 1:
             self._set_lr_scale(warmup_scale(self.step, self.cfg.warmup_steps))
         logits = self.model(batch)
-        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.labels))
+        loss = training_loss(logits, batch)
         value = float(loss.detach())
         reason = self.guard.check(value) if self.cfg.guard.enabled else None
         if reason is not None:
@@ -600,3 +600,15 @@ class _Progress:
     def close(self) -> None:
         if self._p is not None:
             self._p.stop()
+
+
+def training_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Binary cross-entropy, averaged over the batch; with sample weights (the schema's
+    ``weight`` column) their weighted mean, sum(w * loss) / sum(w): a weight changes a
+    sample's share of the step, not the step's size (the learning rate keeps its meaning)."""
+    y = torch.from_numpy(batch.labels)
+    if batch.weights is None:
+        return F.binary_cross_entropy_with_logits(logits, y)
+    w = torch.from_numpy(batch.weights)
+    per_sample = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    return (per_sample * w).sum() / w.sum().clamp_min(1e-12)
