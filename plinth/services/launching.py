@@ -9,11 +9,12 @@ launching thread has started replicas whose handles are not recorded; a crash th
 leaves them ``launching``, which ``reconcile`` resolves (``Executor.find_launched``).
 
 No blocking I/O in the loop's thread: a plan with code (an archive to extract, a git
-commit to check out -- either may take long, and a git remote may hang) is prepared
-and started in a worker thread (``code.prepare_workers``), under
+commit to check out -- either may take long, and a git remote may hang) or a
+deployment (its model packages, maybe gigabytes, are copied into its working directory)
+is prepared and started in a worker thread (``code.prepare_workers``), under
 ``code.checkout_timeout``; the loop goes on admitting, cancelling and launching
-meanwhile. A plan without code starts in the calling thread (the loop's, or a
-submit's request thread: executors allow ``launch`` from any thread).
+meanwhile. Any other plan starts in the calling thread (the loop's, or a submit's
+request thread: executors allow ``launch`` from any thread).
 
 The launcher also owns the executor's other calls for the loop: ``poll`` (a failing
 poll is taken as "still running" and counted), ``exit_reason``, ``stop`` (and the set of
@@ -52,6 +53,11 @@ from plinth.store.models import Event, Replica, Workload, utcnow
 __all__ = ["Launcher"]
 
 log = logging.getLogger("plinth.control_loop")
+
+
+def _slow_to_prepare(plan: LaunchPlan) -> bool:
+    """Whether starting `plan` copies or fetches much before its replicas can start."""
+    return plan.code is not None or bool(plan.spec.get("deployment"))
 
 
 class Launcher:
@@ -105,9 +111,9 @@ class Launcher:
         self.stop(done.to_stop, grace)
         if done.to_stop:
             self.wakeups.due_in(grace + self.cfg.scheduler.poll_interval)
-        here = [p for p in done.plans if p.code is None]
+        here = [p for p in done.plans if not _slow_to_prepare(p)]
         for plan in done.plans:
-            if plan.code is not None:
+            if _slow_to_prepare(plan):
                 self._prepare_elsewhere(plan)
         self.start_all(here)
 
