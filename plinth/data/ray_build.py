@@ -124,14 +124,24 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         finally:
             ray_constants.ENABLE_RAY_CLUSTER = saved
     else:
+        from ray._private import ray_constants
+
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        saved = ray_constants.ENABLE_RAY_CLUSTER
         try:
+            # Off during this call: Ray would otherwise replace 127.0.0.1 with this
+            # machine's outward IP, and its processes would listen there.
+            ray_constants.ENABLE_RAY_CLUSTER = False
             # "local": always a new Ray of its own, never a cluster found on this machine
             # (RAY_ADDRESS, /tmp/ray/ray_current_cluster) that someone else started.
             ray.init(address="local", num_cpus=max(1, min(cores or 1, LOCAL_MAX_CPUS)),
-                     include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+                     include_dashboard=False, _node_ip_address="127.0.0.1",
+                     # the raylet's 30 s for its agents is too short on a busy machine
+                     _system_config={"agent_register_timeout_ms": 180_000}, **common)
         except Exception as e:  # noqa: BLE001
             raise RayConnectError(f"cannot start a local Ray: {e}") from None
+        finally:
+            ray_constants.ENABLE_RAY_CLUSTER = saved
     try:
         yield
     finally:
