@@ -190,15 +190,9 @@ def build_days(p: _Plan, schema: Schema, todo: list[tuple[dt.date, str]], *,
     from plinth.data.build import _label_rates, _write_table, day_file
 
     files = {day.isoformat(): p.spec.output / (day_file(day, fp) + ".partial") for day, fp in todo}
-    with ray_session(address), _DayProgress(len(todo), progress) as bar:
+    with ray_session(address), _data_context(), _DayProgress(len(todo), progress) as bar:
         import ray.data
 
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True  # days, and blocks in a day, in order
-        ctx.enable_progress_bars = False  # ours counts days, as the Polars engine does
-        ctx.print_on_execution_start = False
-        ctx.raise_original_map_exception = True  # a DataError stays one (else UserCodeException)
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
         ds = ray.data.from_items([{"day": d} for d in files], override_num_blocks=len(files))
         ds = ds.map_batches(_join_days, fn_kwargs={"plan": p}, batch_size=1,
                             batch_format="pyarrow")
@@ -233,10 +227,32 @@ def build_days(p: _Plan, schema: Schema, todo: list[tuple[dt.date, str]], *,
             raise
         except Exception as e:  # noqa: BLE001 - map Ray's wrappers to the cause
             cause = _root_cause(e)
-            if isinstance(cause, DataError | SchemaError | pl.exceptions.PolarsError):
+            if isinstance(cause, DataError | SchemaError | pl.exceptions.PolarsError | OSError):
                 raise cause from None
             raise RayBuildError(f"the Ray build failed: {type(cause).__name__}: {cause}"
                                 ) from None
+
+
+@contextlib.contextmanager
+def _data_context() -> Iterator[None]:
+    """Ray Data's settings for the build, the caller's (a notebook's) restored after."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    log = logging.getLogger("ray.data")
+    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars,
+             ctx.print_on_execution_start, ctx.raise_original_map_exception, log.level)
+    ctx.execution_options.preserve_order = True  # days, and blocks in a day, in order
+    ctx.enable_progress_bars = False  # ours counts days, as the Polars engine does
+    ctx.print_on_execution_start = False
+    ctx.raise_original_map_exception = True  # a DataError stays one (not UserCodeException)
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        (ctx.execution_options.preserve_order, ctx.enable_progress_bars,
+         ctx.print_on_execution_start, ctx.raise_original_map_exception) = saved[:4]
+        log.setLevel(saved[4])
 
 
 class _DayProgress:
