@@ -235,3 +235,24 @@ def test_cli_refuses_an_unknown_engine_and_an_address_nothing_listens_on(tmp_pat
                        check=False, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "cannot connect" in r.stderr
+
+
+def test_cli_builds_on_a_running_cluster_at_ray_address(tmp_path):
+    """`--ray-address` connects to a cluster (a 1-node one on loopback, its own processes)."""
+    from ray.cluster_utils import Cluster
+
+    spec = _spec(tmp_path)
+    build(_with_output(spec, tmp_path / "polars"), progress=False)
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False,
+        "_system_config": {"agent_register_timeout_ms": 180_000}})
+    try:
+        r = _cli(str(tmp_path / "spec.yaml"), "--engine", "ray", "--ray-address",
+                 cluster.address, "-o", "json")
+    finally:
+        cluster.shutdown()
+    assert r.returncode == 0, r.stderr
+    _, polars_files = _dataset(tmp_path / "polars")
+    _, ray_files = _dataset(spec.output)
+    assert polars_files.keys() == ray_files.keys()
+    assert all(ray_files[f].equals(t) for f, t in polars_files.items())
