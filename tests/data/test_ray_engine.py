@@ -256,3 +256,15 @@ def test_cli_builds_on_a_running_cluster_at_ray_address(tmp_path):
     _, ray_files = _dataset(spec.output)
     assert polars_files.keys() == ray_files.keys()
     assert all(ray_files[f].equals(t) for f, t in polars_files.items())
+
+
+def test_submit_passes_the_engine_to_the_job(tmp_path):
+    from plinth.cli.data import build_job_spec
+
+    spec = _spec(tmp_path)
+    plain = build_job_spec(spec, name="b", cpu=1, memory="1Gi", max_runtime=None)
+    assert "--engine" not in plain["roles"]["main"]["command"]
+    job = build_job_spec(spec, name="b", cpu=1, memory="1Gi", max_runtime=None, engine="ray",
+                         ray_address="10.0.0.1:6380")
+    assert job["roles"]["main"]["command"][-4:] == ["--engine", "ray", "--ray-address",
+                                                    "10.0.0.1:6380"]
