@@ -21,7 +21,8 @@ D+1 and, with a TTL, not ending before D-ttl). A day whose fingerprint is in the
 is not rebuilt; a rerun over the same inputs writes nothing at all. Quantile buckets are
 learned on the first build and reused while the declared schema stays the same.
 
-CLI (also run as a platform job): ``python -m plinth.data.build SPEC [--json]`` or
+CLI (also run as a platform job): ``python -m plinth.data.build SPEC [--json] [--engine
+polars|ray] [--ray-address HOST:PORT]`` or
 ``python -m plinth.data.build --params`` (the spec in ``$PLINTH_PARAMS`` key ``spec``).
 Exit codes: 0 built (or nothing to do), 2 bad spec or input, 1 anything else.
 """
