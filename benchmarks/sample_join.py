@@ -13,6 +13,11 @@ excluded).
 The outputs are then compared row for row. JSON: ``plinth`` and ``duckdb``, each
 ``{rows_per_s, peak_rss_mb, rows, seconds}``, ``outputs_equal``, ``speedup`` (Plinth's
 rows/s over DuckDB's), ``memory_ratio`` (Plinth's peak RSS over DuckDB's), the sizes.
+
+``--ray`` adds ``plinth_ray``: the same build with ``engine="ray"`` on a local Ray of
+``--threads`` cores (``ray_start_s``: starting it, not in ``seconds``; ``peak_rss_mb`` is
+the driver's only, Ray's workers are other processes) and ``ray_equal``: whether its
+dataset equals the Polars engine's, file by file.
 """
 
 from __future__ import annotations
@@ -109,18 +114,33 @@ def _raw_logs(workdir: Path, sizes: dict[str, Any]) -> dict[str, Any]:
 
 # --- the two sides (run in child processes) --------------------------------------------------
 
-def _run_plinth(workdir: Path) -> dict[str, Any]:
+def _run_plinth(workdir: Path, engine: str = "polars", threads: int = 2) -> dict[str, Any]:
     from plinth.data.build import build
     from plinth.data.spec import load_spec
 
     raw = workdir / "raw"
-    spec = load_spec({"schema": SCHEMA, "output": str(workdir / "out-plinth"),
+    out = workdir / ("out-plinth" if engine == "polars" else f"out-plinth_{engine}")
+    if engine == "ray":  # started here so that its start-up is reported apart
+        import logging
+
+        import ray
+
+        t0 = time.perf_counter()
+        ray.init(address="local", num_cpus=threads, include_dashboard=False,
+                 _node_ip_address="127.0.0.1", log_to_driver=False,
+                 logging_level=logging.WARNING)
+        ray_start_s = time.perf_counter() - t0
+    spec = load_spec({"schema": SCHEMA, "output": str(out),
                       "impressions": str(raw / "impressions"), "events": str(raw / "events"),
                       "user_features": str(raw / "user_features"),
                       "item_features": str(raw / "item_features")})
     t0 = time.perf_counter()
-    result = build(spec, progress=False)
-    return {"seconds": time.perf_counter() - t0, "rows": result.rows_total}
+    result = build(spec, progress=False, engine=engine)
+    r = {"seconds": time.perf_counter() - t0, "rows": result.rows_total}
+    if engine == "ray":
+        r["ray_start_s"] = ray_start_s
+        ray.shutdown()
+    return r
 
 
 def _run_duckdb(workdir: Path, threads: int) -> dict[str, Any]:
@@ -170,6 +190,20 @@ def _compare(workdir: Path) -> bool:
     return p.height == d.height and p.equals(d)
 
 
+def _ray_equal(workdir: Path) -> bool:
+    """The Ray engine's dataset equals the Polars engine's: same files, same tables."""
+    import pyarrow.parquet as pq
+
+    from plinth.data import manifest as mf
+
+    a, b = workdir / "out-plinth", workdir / "out-plinth_ray"
+    ma, mb = mf.read_manifest(a), mf.read_manifest(b)
+    if ma is None or mb is None or ma["days"] != mb["days"]:
+        return False
+    return all(pq.read_table(a / f).equals(pq.read_table(b / f))
+               for d in ma["days"].values() for f in d["files"])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true")
@@ -179,12 +213,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=REPO / "runs" / "sample_join")
-    ap.add_argument("--side", choices=["plinth", "duckdb"], help=argparse.SUPPRESS)
+    ap.add_argument("--ray", action="store_true",
+                    help="also build with --engine ray (plinth_ray, ray_equal)")
+    ap.add_argument("--side", choices=["plinth", "plinth_ray", "duckdb"], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.side:  # child: run one side, report time and rows; peak RSS of this process
         import resource
 
-        r = _run_plinth(a.workdir) if a.side == "plinth" else _run_duckdb(a.workdir, a.threads)
+        if a.side == "duckdb":
+            r = _run_duckdb(a.workdir, a.threads)
+        else:
+            r = _run_plinth(a.workdir, "ray" if a.side == "plinth_ray" else "polars", a.threads)
         r["peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(json.dumps(r))
         return 0
@@ -203,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         "outputs_equal": _compare(a.workdir),
         "load": os.getloadavg()[0],
     }
+    if a.ray:
+        report["plinth_ray"] = _measure("plinth_ray", a.workdir, a.threads)
+        report["ray_equal"] = _ray_equal(a.workdir)
     if a.json:
         print(json.dumps(report))
     else:

@@ -7,6 +7,7 @@ so the rest of the CLI starts fast.
 
 from __future__ import annotations
 
+import enum
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +23,13 @@ app = typer.Typer(help="Datasets: build samples from raw logs, and their statist
                   no_args_is_help=True)
 
 
+class Engine(enum.StrEnum):
+    """Where a build runs: Polars in this process, or Ray Data (plinth.data.ray_build)."""
+
+    polars = "polars"
+    ray = "ray"
+
+
 def _load(spec_file: Path) -> Any:
     from plinth.data.spec import SpecError, load_spec
 
@@ -34,7 +42,8 @@ def _load(spec_file: Path) -> Any:
 
 
 def build_job_spec(spec: Any, *, name: str, cpu: float, memory: str,
-                   max_runtime: str | None) -> dict[str, Any]:
+                   max_runtime: str | None, engine: str = "polars",
+                   ray_address: str | None = None) -> dict[str, Any]:
     """The platform job that runs ``python -m plinth.data.build`` on a resolved spec.
 
     The spec travels in ``params.spec`` as JSON with absolute paths: the job reads the
@@ -47,6 +56,10 @@ def build_job_spec(spec: Any, *, name: str, cpu: float, memory: str,
                            "command": ["python", "-m", "plinth.data.build", "--params",
                                        "--json"]}},
     }
+    if engine != "polars":
+        job["roles"]["main"]["command"] += ["--engine", engine]
+    if ray_address:
+        job["roles"]["main"]["command"] += ["--ray-address", ray_address]
     if max_runtime:
         job["max_runtime"] = max_runtime
     return job
@@ -64,15 +77,24 @@ def build_command(
         str | None, typer.Option("--max-runtime", help="Limit for the job, e.g. 2h.")
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="With --submit: wait for the end.")] = False,
+    engine: Annotated[Engine, typer.Option(
+        "--engine", help="polars (this process) or ray (Ray Data; same output).")] = Engine.polars,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", metavar="HOST:PORT",
+        help="With --engine ray: a running cluster (default: a local Ray for the build).")
+    ] = None,
     output: OutputOption = out.Output.table,
 ) -> None:
     """Build samples (one row per impression) from SPEC; a rerun skips what is up to date."""
+    if ray_address and engine is not Engine.ray:
+        raise InputError("--ray-address needs --engine ray")
     spec = _load(spec_file)
     if submit:
         client = get_client(ctx)
         try:
             job = dict(client.jobs.submit(build_job_spec(
-                spec, name=name, cpu=cpu, memory=memory, max_runtime=max_runtime)))
+                spec, name=name, cpu=cpu, memory=memory, max_runtime=max_runtime,
+                engine=engine.value, ray_address=ray_address)))
         except ValidationError as exc:
             raise InputError(f"the server rejected the build job: {exc.message}") from None
         if wait:
@@ -87,13 +109,16 @@ def build_command(
     import polars as pl
 
     from plinth.data.build import build
+    from plinth.data.ray_build import RayBuildError, RayConnectError
     from plinth.data.reader import DataError
     from plinth.data.schema import SchemaError
 
     try:
-        result = build(spec)
-    except (DataError, SchemaError) as e:
+        result = build(spec, engine=engine.value, ray_address=ray_address)
+    except (DataError, SchemaError, RayConnectError) as e:
         raise InputError(str(e)) from None
+    except RayBuildError as e:
+        raise PlinthError(f"{e}; nothing was written") from None
     except OSError as e:
         raise PlinthError(f"cannot write the dataset: {e}") from None
     except pl.exceptions.PolarsError as e:  # nothing was committed; say what failed

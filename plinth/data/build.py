@@ -21,7 +21,8 @@ D+1 and, with a TTL, not ending before D-ttl). A day whose fingerprint is in the
 is not rebuilt; a rerun over the same inputs writes nothing at all. Quantile buckets are
 learned on the first build and reused while the declared schema stays the same.
 
-CLI (also run as a platform job): ``python -m plinth.data.build SPEC [--json]`` or
+CLI (also run as a platform job): ``python -m plinth.data.build SPEC [--json] [--engine
+polars|ray] [--ray-address HOST:PORT]`` or
 ``python -m plinth.data.build --params`` (the spec in ``$PLINTH_PARAMS`` key ``spec``).
 Exit codes: 0 built (or nothing to do), 2 bad spec or input, 1 anything else.
 """
@@ -35,7 +36,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ from plinth.data.spec import BuildSpec, SpecError, load_spec
 __all__ = ["BuildResult", "build", "main"]
 
 KEY_COLUMNS = ("request_id", "user_id", "item_id", "ts")
+ENGINES = ("polars", "ray")
 _DAY = dt.timedelta(days=1)
 
 
@@ -204,24 +206,43 @@ def _day_frame(p: _Plan, day: dt.date) -> pl.LazyFrame:
     return samples.select(exprs)
 
 
-def _write_day(p: _Plan, schema: Schema, day: dt.date, path: Path) -> tuple[int, dict[str, float]]:
-    """Build one day into ``path`` (a ``.partial`` file); return rows and label rates."""
+def _join_day(p: _Plan, day: dt.date) -> pl.DataFrame:
+    """One day's joined samples (before derived fields), weights checked."""
     df = _day_frame(p, day).collect(engine="streaming")
+    schema = p.spec.schema
     if schema.weight:
         w = df[schema.weight]
         if (w < 0).any() or not w.is_finite().all():
             raise DataError(f"weight column {schema.weight!r} has negative or non-finite values "
                             f"on {day}; weights must be finite and >= 0")
-    table = df.to_arrow()
-    if schema.derived:  # imported only then: crosses hash with numba (~200 MB to load)
-        from plinth.data.transforms import apply_derived
+    return df
 
-        table = apply_derived(table, schema)
+
+def _derive(table: pa.Table, schema: Schema) -> pa.Table:
+    """The schema's derived fields over Arrow (row by row: any batching gives the same)."""
+    if not schema.derived:
+        return table
+    from plinth.data.transforms import apply_derived  # crosses hash with numba (~200 MB)
+
+    return apply_derived(table, schema)
+
+
+def _write_table(table: pa.Table, path: Path) -> None:
+    """Write one day's final table (derived fields applied) to ``path``."""
     table = table.cast(_arrow_schema(table.schema))
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd", row_group_size=128 * 1024)
-    rates = {x: float(df[x].mean() or 0.0) for x in schema.label_names}
-    return df.height, rates
+
+
+def _label_rates(labels: pl.DataFrame, schema: Schema) -> dict[str, float]:
+    return {x: float(labels[x].mean() or 0.0) for x in schema.label_names}
+
+
+def _write_day(p: _Plan, schema: Schema, day: dt.date, path: Path) -> tuple[int, dict[str, float]]:
+    """Build one day into ``path`` (a ``.partial`` file); return rows and label rates."""
+    df = _join_day(p, day)
+    _write_table(_derive(df.to_arrow(), schema), path)
+    return df.height, _label_rates(df, schema)
 
 
 def _arrow_schema(s: pa.Schema) -> pa.Schema:
@@ -233,12 +254,17 @@ def _arrow_schema(s: pa.Schema) -> pa.Schema:
 # --- the build ----------------------------------------------------------------------------
 
 def build(spec: BuildSpec, *, progress: bool | None = None,
-          after_day: Callable[[str], None] | None = None) -> BuildResult:
+          after_day: Callable[[str], None] | None = None, engine: str = "polars",
+          ray_address: str | None = None) -> BuildResult:
     """Build (or bring up to date) the dataset of ``spec``; see the module docstring.
 
-    ``after_day`` is called with each day written (before the commit): tests use it to
-    interrupt a build half-way.
+    ``engine``: ``polars`` (this process) or ``ray`` (Ray Data, :mod:`plinth.data.ray_build`:
+    the same output; ``ray_address`` joins a running cluster, else a local Ray is started
+    for the build and stopped after it). ``after_day`` is called with each day written
+    (before the commit): tests use it to interrupt a build half-way.
     """
+    if engine not in ENGINES:
+        raise DataError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     p = plan(spec)
     out = spec.output
     _refuse_concurrent_build(out)
@@ -270,18 +296,18 @@ def build(spec: BuildSpec, *, progress: bool | None = None,
     _clear_partials(out)
     (out / mf.BUILDING_MARKER).write_text(f"pid {os.getpid()}\n")
     new_days: dict[str, dict[str, Any]] = {}
-    partials: list[Path] = []
+    fingerprints = {day.isoformat(): fp for day, fp in todo}
+    partials = [out / (day_file(day, fp) + ".partial") for day, fp in todo]
+    written = _engine_days(engine, p, schema, todo, progress, ray_address)
     try:
-        for day, fp in _progress(todo, progress):
-            rel = f"date={day.isoformat()}/part-{fp[:16]}.parquet"
-            partial = out / (rel + ".partial")
-            partials.append(partial)
-            rows, rates = _write_day(p, schema, day, partial)
-            new_days[day.isoformat()] = {"files": [rel], "rows": rows, "label_rates": rates,
-                                         "fingerprint": fp}
+        for day, rows, rates in written:
+            new_days[day] = {"files": [day_file(dt.date.fromisoformat(day), fingerprints[day])],
+                             "rows": rows, "label_rates": rates,
+                             "fingerprint": fingerprints[day]}
             if after_day is not None:
-                after_day(day.isoformat())
+                after_day(day)
     except BaseException:
+        written.close()  # stops the engine (Ray: its tasks) before the clean-up below
         for f in partials:
             f.unlink(missing_ok=True)
         if created:
@@ -302,6 +328,30 @@ def build(spec: BuildSpec, *, progress: bool | None = None,
     result.rows_total = manifest["rows"]
     result.files_written = [f for d in new_days.values() for f in d["files"]]
     return result
+
+
+def day_file(day: dt.date, fingerprint: str) -> str:
+    """A day's file, relative to the dataset: ``date=D/part-<fingerprint[:16]>.parquet``."""
+    return f"date={day.isoformat()}/part-{fingerprint[:16]}.parquet"
+
+
+def _engine_days(engine: str, p: _Plan, schema: Schema, todo: list[tuple[dt.date, str]],
+                 progress: bool | None, ray_address: str | None
+                 ) -> Generator[tuple[str, int, dict[str, float]], None, None]:
+    """Write each day of ``todo`` as ``<day file>.partial`` under the output; yield
+    ``(day, rows, label rates)`` per day written."""
+    if engine == "ray":
+        from plinth.data.ray_build import build_days
+
+        return build_days(p, schema, todo, progress=progress, address=ray_address)
+    return _polars_days(p, schema, todo, progress)
+
+
+def _polars_days(p: _Plan, schema: Schema, todo: list[tuple[dt.date, str]],
+                 progress: bool | None) -> Generator[tuple[str, int, dict[str, float]], None, None]:
+    for day, fp in _progress(todo, progress):
+        rows, rates = _write_day(p, schema, day, p.spec.output / (day_file(day, fp) + ".partial"))
+        yield day.isoformat(), rows, rates
 
 
 def _manifest(p: _Plan, schema: Schema, declared: str, days: dict[str, Any]) -> dict[str, Any]:
@@ -376,14 +426,20 @@ def _progress(items: Sequence[tuple[dt.date, str]], show: bool | None
 # --- entry point ----------------------------------------------------------------------------
 
 def run(source: str | Path | dict[str, Any], *, json_output: bool = False,
-        progress: bool | None = None) -> int:
+        progress: bool | None = None, engine: str = "polars",
+        ray_address: str | None = None) -> int:
     """Build from a spec file or mapping, print the outcome, return the exit code."""
+    from plinth.data.ray_build import RayBuildError, RayConnectError
+
     try:
         spec = load_spec(source)
-        result = build(spec, progress=progress)
-    except (SpecError, SchemaError, DataError) as e:
+        result = build(spec, progress=progress, engine=engine, ray_address=ray_address)
+    except (SpecError, SchemaError, DataError, RayConnectError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RayBuildError as e:
+        print(f"error: {e}; nothing was written", file=sys.stderr)
+        return 1
     except pl.exceptions.PolarsError as e:
         print(f"error: the build failed and wrote nothing: {e}", file=sys.stderr)
         return 1
@@ -405,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", action="store_true",
                     help="read the spec from $PLINTH_PARAMS key `spec` (platform jobs)")
     ap.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    ap.add_argument("--engine", choices=ENGINES, default="polars",
+                    help="polars (this process) or ray (Ray Data; the same output)")
+    ap.add_argument("--ray-address", metavar="HOST:PORT",
+                    help="with --engine ray: a running cluster (default: a local Ray)")
     a = ap.parse_args(argv)
     if a.params:
         try:
@@ -418,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give a SPEC file or --params")
     else:
         source = a.spec
-    return run(source, json_output=a.json)
+    return run(source, json_output=a.json, engine=a.engine, ray_address=a.ray_address)
 
 
 if __name__ == "__main__":
