@@ -141,6 +141,17 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
         # when two cores are shared with other work.
         mp.setenv("RAY_agent_register_timeout_ms", "180000")
         mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        # With the dashboard's packages installed (ray[default], for the Jobs API baseline
+        # of benchmarks/ray_submit.py), every node would run the full agent: more to
+        # import against the raylet's fixed 15 s start-up window, and a metrics reporter
+        # polling all processes. These nodes need neither: they run the minimal agent,
+        # as with plain `ray`.
+        import ray._private.utils
+
+        mp.setattr(
+            ray._private.utils, "get_dashboard_dependency_error",
+            lambda: ImportError("the test cluster runs Ray's minimal agents"),
+        )  # fmt: skip
         cluster = RayTestCluster(tmp_path_factory.mktemp("ray"))
         try:
             yield cluster
