@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Callable, Iterator
 
 import pytest
+from _ray_cluster import ray_cluster  # noqa: F401 - the session's Ray cluster, for every folder
 
 # Servers the tests start run replicas as the server's user (isolation.mode: off):
 # the test jobs run this interpreter, which may sit under a 0700 home (/root/.pyenv)

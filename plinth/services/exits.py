@@ -98,14 +98,19 @@ def replica_outcome(code: int, why: str | None, asked: bool) -> tuple[str, str]:
     `why` is the executor's ``exit_reason`` (``"timeout"``, ``"stopped"``, or None);
     `asked`: Plinth asked it to stop (then it is ``stopped``, whatever its status)."""
     what = describe_exit(code)
+    # The Ray executor: the replica's node left the cluster.
+    node_lost = (
+        f"lost: {why.removeprefix('node-lost: ')}"
+        if code == EXIT_LOST and why and why.startswith("node-lost: ") else None
+    )  # fmt: skip
     if asked:
-        return "stopped", what
+        # Its attempt was already ending (a sibling on the same node was found lost
+        # first) when its node left: still the node's reason, not a generic one.
+        return "stopped", node_lost or what
     if code == 0:
         return "succeeded", what
     if code == EXIT_LOST:
-        if why and why.startswith("node-lost: "):  # the Ray executor: the node left
-            return "lost", f"lost: {why.removeprefix('node-lost: ')}"
-        return "lost", what
+        return "lost", node_lost or what
     # Includes a supervisor stopped by a signal Plinth did not send (kill, systemd
     # stop): a failure, so retries apply and the job ends.
     if why == "stopped":

@@ -1,7 +1,9 @@
 """The quota scheduler through the API (real app, SQLite, local executor, real
 processes): expansions take effect and expire by themselves, reservations are kept
 free, expansions are revoked, the queue's order and visibility, explain, group status,
-admin and personal caps (a resource left out of a cap is not capped).
+admin and personal caps (a resource left out of a cap is not capped). The personal cap
+also runs on the Ray executor (issue 15): the same app on the session's real Ray
+cluster on loopback.
 
 Every group here may not borrow, and the default group's quota is set to zero, so
 quota alone decides who starts; times are awaited by condition, never slept, and
@@ -12,12 +14,14 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import Plinth, role, wait_for
+from .conftest import Plinth, role, running_plinth, wait_for
 
 NO_BORROW = {"cpu": 0, "memory": 0, "gpu": 0}
 HOLD = "import time; time.sleep(60)"
@@ -41,12 +45,31 @@ def team(p: Plinth, cpu: float, **extra: Any) -> tuple[dict[str, str], str, str]
     return {"Authorization": f"Bearer {r.json()['token']}"}, group, user
 
 
+def _no_default_quota(p: Plinth) -> Plinth:
+    r = p.c.patch("/api/v1/groups/default", json={"quota": {"cpu": 0, "memory": 0}},
+                  headers=p.admin)  # fmt: skip
+    assert r.status_code == 200, r.text
+    return p
+
+
 @pytest.fixture
 def q(plinth: Plinth) -> Plinth:
-    r = plinth.c.patch("/api/v1/groups/default", json={"quota": {"cpu": 0, "memory": 0}},
-                       headers=plinth.admin)  # fmt: skip
-    assert r.status_code == 200, r.text
-    return plinth
+    return _no_default_quota(plinth)
+
+
+@pytest.fixture(params=["local", "ray"])
+def q_any(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Plinth]:
+    """``q`` on each executor; ``ray``: the session's Ray cluster (``nodes`` from it)."""
+    if request.param == "local":
+        yield request.getfixturevalue("q")
+        return
+    executor = request.getfixturevalue("ray_cluster").server_executor(tmp_path / "agents")
+    with running_plinth(tmp_path, monkeypatch, nodes=None, executor=executor) as p:
+        nodes = p.c.get("/api/v1/nodes", headers=p.admin).json()
+        assert {"head", "w1"} <= {n["name"] for n in nodes}, nodes  # the Ray cluster's
+        yield _no_default_quota(p)
 
 
 def events_of(p: Plinth, h: dict[str, str], jid: str) -> list[str]:
@@ -273,7 +296,8 @@ def test_group_status_caps_and_priority_validation(q: Plinth) -> None:
     assert q.wait(h, second["id"])["state"] == "succeeded"
 
 
-def test_personal_cap(q: Plinth) -> None:
+def test_personal_cap(q_any: Plinth) -> None:
+    q = q_any
     _, group, _ = team(q, 4)
     name = f"c-{secrets.token_hex(3)}"
     r = q.c.post("/api/v1/users", json={"name": name, "group": group, "cap": {"cpu": 1}},
@@ -292,6 +316,11 @@ def test_personal_cap(q: Plinth) -> None:
     q.wait(h, first["id"], {"running"})
     second = q.submit(h, {"main": role("print(1)", cpu=1)})
     assert "personal cap" in waiting_reason(q, h, second["id"])
+    # Another member of the group proceeds meanwhile: the cap is the user's, not the group's.
+    other, _ = q.member(group)
+    third = q.submit(other, {"main": role(HOLD, cpu=1)})
+    q.wait(other, third["id"], {"running"})
+    assert q.job(h, second["id"])["state"] == "pending"
 
 
 def test_limits_leave_out_resources_uncapped(q: Plinth) -> None:

@@ -39,13 +39,24 @@ FINAL = {"succeeded", "failed", "cancelled", "timed_out"}
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ps-e2e-data")
+def make_data(out: Path) -> Path:
+    """The synthetic set of these tests, written to `out` (also used by the Ray run)."""
     generate(SyntheticSpec(rows=12000, cardinalities=(10, 100, 1000), multi_fields=0,
                            signal=1.5, numeric=2, interactions=2, seed=5,
                            row_group_size=600), out)
     return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_data(tmp_path_factory.mktemp("ps-e2e-data"))
+
+
+def single_process(data: Path, out: Path) -> float:
+    """The test AUC of the same training in one process (no ``distributed``)."""
+    cfg = dict(_config(data, out))
+    cfg.pop("distributed")
+    return float(Trainer(load_config(cfg), log=lambda m: None).fit()["auc"])
 
 
 def _config(data: Path, out: Path) -> dict[str, Any]:
@@ -75,9 +86,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def single_process_auc(data: Path, tmp_path_factory: pytest.TempPathFactory) -> float:
-    cfg = dict(_config(data, tmp_path_factory.mktemp("single")))
-    cfg.pop("distributed")
-    return float(Trainer(load_config(cfg), log=lambda m: None).fit()["auc"])
+    return single_process(data, tmp_path_factory.mktemp("single"))
 
 
 def _submit(api: Api, name: str, cfg: dict[str, Any]) -> str:

@@ -4,6 +4,11 @@ Group A (nominal 2 cpu, may borrow) runs 4 cpu by borrowing group B's idle quota
 4-cpu node. When B submits, A's borrowed job is preempted at the next cycle (SIGTERM,
 then the grace period), B's job starts, and A's job waits with its original queue time
 and finishes later. The events tell every step.
+
+The scenario runs on each executor: ``local`` (one 4-cpu node) and ``ray`` (issue 15:
+the session's real Ray cluster on loopback, whose CPU-only nodes are ``head`` and a
+2-cpu node ``q1`` this module adds -- 4 cpu as well; the GPU node ``w1`` takes no CPU
+work).
 """
 
 from __future__ import annotations
@@ -43,10 +48,26 @@ print("released", flush=True)
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    with serving(tmp_path_factory.mktemp("reclaim-home"), CONFIG) as s:
-        yield s
+@pytest.fixture(scope="module", params=["local", "ray"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    home = tmp_path_factory.mktemp("reclaim-home")
+    if request.param == "local":
+        with serving(home, CONFIG) as s:
+            yield s
+        return
+    cluster = request.getfixturevalue("ray_cluster")
+    cluster.add_node("q1", num_cpus=2, memory=4 << 30)
+    try:
+        config = {k: v for k, v in CONFIG.items() if k != "nodes"}
+        config["executor"] = cluster.server_executor(tmp_path_factory.mktemp("agents"))
+        with serving(home, config) as s:
+            admin = Api(s, ADMIN_TOKEN)
+            nodes = {n["name"] for n in admin.ok("GET", "/api/v1/nodes")}
+            admin.close()
+            assert {"head", "w1", "q1"} <= nodes, nodes  # the Ray cluster's
+            yield s
+    finally:
+        cluster.remove_node("q1")
 
 
 def test_borrowed_job_is_preempted_when_lender_needs_its_quota(server, tmp_path: Path) -> None:

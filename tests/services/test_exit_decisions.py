@@ -86,3 +86,11 @@ def test_replica_outcome(code: int, why: str | None, asked: bool, want: str) -> 
     assert state == want and what
     if why == "stopped" and not asked:
         assert "did not send" in what
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_a_replica_whose_ray_node_left_says_so_even_when_being_stopped(asked: bool) -> None:
+    why = "node-lost: node t1 left the Ray cluster; its replicas are gone with it"
+    state, what = replica_outcome(EXIT_LOST, why, asked)
+    assert state == ("stopped" if asked else "lost")
+    assert what == "lost: node t1 left the Ray cluster; its replicas are gone with it"
