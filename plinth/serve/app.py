@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -47,9 +46,13 @@ from plinth.serve.host import (
 from plinth.serve.metrics import ServeMetrics
 from plinth.serve.protocol import (
     BadRequest,
+    Columns,
+    columns_from_infer,
+    columns_from_predict,
     infer_response,
-    records_from_infer,
-    records_from_predict,
+    parse_infer_body,
+    parse_json,
+    predict_response,
 )
 
 __all__ = ["BatchSettings", "create_app"]
@@ -76,11 +79,10 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
     try:
-        return json.loads(raw)
-    except ValueError as e:
-        raise _Refused(400, f"the body is not JSON ({e}); send a JSON document") from None
+        return parse_json(await request.body())
+    except BadRequest as e:
+        raise _Refused(400, str(e)) from None
 
 
 def create_app(host: ModelHost, settings: BatchSettings = BatchSettings(),
@@ -115,9 +117,9 @@ def create_app(host: ModelHost, settings: BatchSettings = BatchSettings(),
             raise _Refused(404, f"model {name!r} has no version {version!r} loaded; it serves "
                                 f"version {host.version!r}")
 
-    async def score(records: list[dict]) -> Prediction:
+    async def score(columns: Columns) -> Prediction:
         try:
-            fut = batcher.submit(records, len(records))
+            fut = batcher.submit(columns, columns.rows)
         except BatchTooLarge as e:
             raise _Refused(413, str(e)) from None
         except QueueFull as e:
@@ -178,24 +180,25 @@ def create_app(host: ModelHost, settings: BatchSettings = BatchSettings(),
         async def handle() -> dict:
             check_model(name, version)
             try:
-                records, req_id = records_from_infer(host.schema, await _json_body(request))
+                body = parse_infer_body(await request.body())
+                columns, req_id = columns_from_infer(host.schema, body)
             except BadRequest as e:
                 raise _Refused(400, str(e)) from None
-            p = await score(records)
+            p = await score(columns)
             return infer_response(host.name, p.version, p.probabilities.tolist(), req_id,
                                   {"delta_seq": p.delta_seq})
         return await timed("infer", handle)
 
     @app.post("/predict")
-    async def predict(request: Request) -> dict:
-        async def handle() -> dict:
+    async def predict(request: Request) -> Response:
+        async def handle() -> Response:
             try:
-                records = records_from_predict(host.schema, await _json_body(request))
+                columns = columns_from_predict(host.schema, await request.body())
             except BadRequest as e:
                 raise _Refused(400, str(e)) from None
-            p = await score(records)
-            return {"predictions": p.probabilities.tolist(), "model": host.name,
-                    "version": p.version, "delta_seq": p.delta_seq}
+            p = await score(columns)
+            return Response(predict_response(host.name, p.version, p.probabilities,
+                                             p.delta_seq), media_type="application/json")
         return await timed("predict", handle)
 
     @app.get("/metrics")
