@@ -195,7 +195,7 @@ def _fast_predict(schema: Schema) -> _FastPredict:
     rename: dict[str, str] = {}  # struct fields are f0, f1, ...: any feature name works
     for name, kind in _field_kinds(schema).items():
         typ = {"single": int | str | None, "multi": list[int | str] | None,
-               "numeric": float | None}[kind]
+               "numeric": int | float | None}[kind]
         attr = f"f{len(fields)}"
         fields.append((attr, typ, None))
         rename[attr] = name
