@@ -201,7 +201,10 @@ def _fast_predict(schema: Schema) -> _FastPredict:
         rename[attr] = name
     fields.append(("label", Any, None))
     rename["label"] = schema.label
-    row = msgspec.defstruct("Row", fields, rename=rename, forbid_unknown_fields=True)
+    # gc=False: rows hold only JSON values (no cycles); untracked, 100 rows a request cost
+    # the cyclic collector nothing (decoding took half the time in a measurement).
+    row = msgspec.defstruct("Row", fields, rename=rename, forbid_unknown_fields=True,
+                            gc=False)
     wrapped = msgspec.defstruct("Instances", [("instances", list[row])],
                                 forbid_unknown_fields=True)
     getters = tuple((rename[attr], attrgetter(attr)) for attr, _, _ in fields[:-1])
