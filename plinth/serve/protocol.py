@@ -42,7 +42,8 @@ from plinth.data.schema import Schema
 from plinth.train.package import record_columns
 
 __all__ = ["BadRequest", "Columns", "columns_from_infer", "columns_from_predict",
-           "infer_response", "parse_json", "predict_response", "records_from_predict"]
+           "infer_response", "parse_infer_body", "parse_json", "predict_response",
+           "records_from_predict"]
 
 _INT_TYPES = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 _FLOAT_TYPES = {"FP16", "FP32", "FP64"}
