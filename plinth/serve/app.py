@@ -123,13 +123,13 @@ def create_app(host: ModelHost, settings: BatchSettings = BatchSettings(),
 
     async def score(columns: Columns) -> Prediction:
         try:
-            fut = batcher.submit(columns, columns.rows)
+            fut = batcher.submit_async(columns, columns.rows)
         except BatchTooLarge as e:
             raise _Refused(413, str(e)) from None
         except QueueFull as e:
             raise _Refused(503, str(e), {"Retry-After": str(e.retry_after_s)}) from None
         try:
-            return await asyncio.wrap_future(fut)
+            return await fut
         except InvalidRecords as e:
             raise _Refused(422, str(e)) from None
 

@@ -64,7 +64,7 @@ def test_a_full_queue_is_a_503_with_retry_after(lane, monkeypatch):
     def full(*_):
         raise QueueFull(4096, retry_after_s=1)
 
-    monkeypatch.setattr(app.state.batcher, "submit", full)
+    monkeypatch.setattr(app.state.batcher, "submit_async", full)
     r = c.post("/predict", json=ODD)
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
     assert "queue is full" in r.json()["error"]
@@ -76,7 +76,7 @@ def test_an_internal_failure_is_a_500_counted_in_the_metrics(lane, monkeypatch):
     def broken(*_):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(app.state.batcher, "submit", broken)
+    monkeypatch.setattr(app.state.batcher, "submit_async", broken)
     r = c.post("/predict", json=ODD)
     assert r.status_code == 500 and "internal error" in r.json()["error"]
     monkeypatch.undo()
