@@ -9,17 +9,23 @@ CPU beside the servers) runs ``concurrency`` requests at a time for ``--seconds`
 level, the two servers taking turns in half-second slices so that both see the same machine.
 
 * ``plinth``: ``python -m plinth.serve`` with its defaults (1024 rows per batch, no
-  queue delay: batches form from what queues while the previous one runs);
+  queue delay: batches form from what queues while the previous one runs) and its request
+  path: bodies decoded straight into columns, the scoring lane in front of FastAPI (see
+  docs/serving.md, "The request path");
 * ``baseline``: ``async def predict(request)``: parse the JSON, call
   ``ModelPackage.predict_records`` in the thread pool, answer - what one writes without a
-  batcher (with the same settings as ``plinth.serve``: pyarrow's import probing cut
-  short, see ``plinth/serve/imports.py``, and one torch thread, so that the ratio
-  measures batching alone).
+  batcher (with the same process settings as ``plinth.serve``: pyarrow's import probing
+  cut short, see ``plinth/serve/imports.py``, and one torch thread, so that the ratio
+  measures the server's request path and batching, not those settings);
+* ``plinth_unbatched`` (with ``--unbatched``): ``plinth.serve --max-batch-rows 100``, one
+  request a batch: the request path alone, to split the ratio into its two parts.
 
 ``--json`` prints one object: ``plinth`` and ``baseline``, each
 ``{max_qps_p99_under_50ms, levels: [{concurrency, qps, p50_ms, p99_ms, errors}]}``,
 ``qps_ratio`` (plinth / baseline at p99 < 50 ms; null when the baseline never meets it),
-``load_avg`` (``os.getloadavg()`` before and after). ``--quick`` is a smoke test.
+``load_avg`` (``os.getloadavg()`` before and after); with ``--unbatched`` also
+``plinth_unbatched`` and ``unbatched_qps_ratio`` (it / baseline). ``--quick`` is a smoke
+test.
 
     nice -n 10 python benchmarks/serving.py --json
     python benchmarks/serving.py --json --quick
@@ -219,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny model, 2 levels")
     ap.add_argument("--seconds", type=float, default=None, help="per level (default 3)")
     ap.add_argument("--levels", default=None, help="concurrency levels, e.g. 1,4,16,32")
+    ap.add_argument("--unbatched", action="store_true",
+                    help="also plinth.serve with one request a batch (the ratio's parts)")
     ap.add_argument("--baseline-server", nargs=2, metavar=("PACKAGE", "PORT_FILE"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -240,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
             "baseline": _start([sys.executable, __file__, "--baseline-server", str(package),
                                 str(root / "baseline.port")], root / "baseline.port"),
         }
+        if args.unbatched:
+            servers["plinth_unbatched"] = _start(
+                [sys.executable, "-m", "plinth.serve", str(package), "--name", "ctr",
+                 "--port-file", str(root / "unbatched.port"), "--max-batch-rows",
+                 str(CANDIDATES)], root / "unbatched.port")
         results: dict[str, list[dict]] = {name: [] for name in servers}
         try:
             for name, (_, port) in servers.items():  # warm-up: connections, caches
@@ -262,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {name: summarise(lv) for name, lv in results.items()}
     p, b = (report[k]["max_qps_p99_under_50ms"] for k in ("plinth", "baseline"))
     report["qps_ratio"] = round(p / b, 2) if p and b else None
+    if "plinth_unbatched" in report:
+        u = report["plinth_unbatched"]["max_qps_p99_under_50ms"]
+        report["unbatched_qps_ratio"] = round(u / b, 2) if u and b else None
     report["candidates_per_request"] = CANDIDATES
     report["seconds_per_level"] = seconds
     report["load_avg"] = {"before": [round(x, 2) for x in load_before],

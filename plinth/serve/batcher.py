@@ -15,12 +15,15 @@ letting latency grow without limit, and the caller answers 503 with ``Retry-Afte
 
 ``run(items)`` is called on the worker thread with the batch's items in arrival order and
 returns one result per item (an exception object for an item that failed alone); an
-exception raised by ``run`` itself fails every item of the batch. The batcher is pure
-threading: an asyncio caller awaits ``asyncio.wrap_future(batcher.submit(...))``.
+exception raised by ``run`` itself fails every item of the batch. The batcher is threading
+underneath; an asyncio caller awaits ``batcher.submit_async(...)``: the results of one
+batch reach an event loop in one ``call_soon_threadsafe`` (one wake-up of the loop a batch,
+not one a request, and no ``concurrent.futures.Future`` per request).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import deque
@@ -49,8 +52,23 @@ class BatchTooLarge(ValueError):
 class _Item:
     payload: Any
     rows: int
-    future: Future = field(default_factory=Future)
+    future: Future | asyncio.Future
+    loop: asyncio.AbstractEventLoop | None = None  # set: an asyncio future of that loop
     enqueued: float = field(default_factory=time.monotonic)
+
+
+def _settle(future: Future | asyncio.Future, result: Any) -> None:
+    if future.done():  # cancelled: its caller is gone
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future, Any]]) -> None:
+    for future, result in settled:
+        _settle(future, result)
 
 
 RunFn = Callable[[Sequence[Any]], Sequence[Any]]
@@ -86,10 +104,22 @@ class Batcher:
         """Queue ``payload`` (``rows`` rows); its future resolves to ``run``'s result for it.
 
         Raises :class:`BatchTooLarge` or :class:`QueueFull` at once instead of queueing."""
+        item = _Item(payload, rows, Future())
+        self._enqueue(item)
+        return item.future
+
+    def submit_async(self, payload: Any, rows: int) -> asyncio.Future:
+        """As :meth:`submit`, from a coroutine: an asyncio future of the running loop."""
+        loop = asyncio.get_running_loop()
+        item = _Item(payload, rows, loop.create_future(), loop)
+        self._enqueue(item)
+        return item.future
+
+    def _enqueue(self, item: _Item) -> None:
+        rows = item.rows
         if rows > self.max_batch_rows:
             raise BatchTooLarge(f"{rows} rows in one request; at most {self.max_batch_rows} "
                                 "are allowed: split the request")
-        item = _Item(payload, rows)
         with self._cv:
             if self._stopping:
                 raise RuntimeError("the batcher is stopped")
@@ -98,7 +128,6 @@ class Batcher:
             self._queue.append(item)
             self._queued_rows += rows
             self._cv.notify()
-        return item.future
 
     def close(self) -> None:
         """Stop after the queued items are run."""
@@ -132,13 +161,20 @@ class Batcher:
             if self._on_batch is not None:
                 self._on_batch(len(batch), sum(i.rows for i in batch))
             try:
-                results = self._run([i.payload for i in batch])
+                results = list(self._run([i.payload for i in batch]))
             except BaseException as e:  # noqa: BLE001 - delivered to every waiting caller
-                for item in batch:
-                    item.future.set_exception(e)
-                continue
+                results = [e] * len(batch)
+            if len(results) != len(batch):
+                results = [RuntimeError(f"run returned {len(results)} results for "
+                                        f"{len(batch)} items")] * len(batch)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
             for item, result in zip(batch, results, strict=True):
-                if isinstance(result, BaseException):
-                    item.future.set_exception(result)
+                if item.loop is None:
+                    _settle(item.future, result)
                 else:
-                    item.future.set_result(result)
+                    by_loop.setdefault(item.loop, []).append((item.future, result))
+            for loop, settled in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_settle_all, settled)
+                except RuntimeError:  # the loop is closed: nobody is waiting any more
+                    pass

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from plinth.data.schema import Schema
+from plinth.serve.protocol import Columns
 from plinth.train.package import ModelPackage, PackageError
 
 __all__ = ["DeltaOutOfOrder", "InvalidRecords", "Loaded", "ModelHost", "PackageError",
@@ -99,16 +100,18 @@ class ModelHost:
                 "architecture": a.package.manifest.get("architecture", {}),
                 "step": meta.get("step"), "last_delta_time": self.last_delta_time}
 
-    def predict(self, requests: Sequence[Sequence[Mapping[str, Any]]]) -> list[Any]:
+    def predict(self, requests: Sequence[Columns]) -> list[Any]:
         """One result per request: a :class:`Prediction`, or the exception that request
-        alone raised. The requests run as one ``predict_records`` call; when that fails,
-        each runs alone so that one malformed request fails only itself."""
+        alone raised. The requests' columns are joined and run as one
+        ``predict_columns`` call; when that fails, each runs alone so that one malformed
+        request fails only itself."""
         loaded = self._active
         with loaded.lock, torch.inference_mode():
-            sizes = [len(r) for r in requests]
-            flat = [rec for r in requests for rec in r]
+            sizes = [r.rows for r in requests]
+            joined = Columns.concat(requests) if requests else None
             try:
-                probs = loaded.package.predict_records(flat) if flat else np.empty(0, np.float32)
+                probs = (loaded.package.predict_columns(joined.data, joined.rows)
+                         if joined is not None and joined.rows else np.empty(0, np.float32))
             except Exception:  # noqa: BLE001 - retried one by one below to find the culprit
                 return [self._predict_one(loaded, r) for r in requests]
             out, start = [], 0
@@ -118,10 +121,10 @@ class ModelHost:
             return out
 
     @staticmethod
-    def _predict_one(loaded: Loaded, records: Sequence[Mapping[str, Any]]) -> Any:
+    def _predict_one(loaded: Loaded, columns: Columns) -> Any:
         try:  # (inside predict's inference_mode)
-            return Prediction(loaded.package.predict_records(records), loaded.version,
-                              loaded.delta_seq)
+            return Prediction(loaded.package.predict_columns(columns.data, columns.rows),
+                              loaded.version, loaded.delta_seq)
         except Exception as e:  # noqa: BLE001 - the request's own fault: reported as a 4xx
             return InvalidRecords(f"the records cannot be scored: {e}")
 

@@ -25,8 +25,8 @@ training, so a package predicts what the trainer predicted. Optimizer state is n
 packaged: serving never updates rows.
 
 ``ModelPackage.load(dir)`` rebuilds the model; ``predict_batch``, ``predict_table`` (an
-Arrow table with the schema's columns) and ``predict_records`` (a list of feature dicts)
-return click probabilities; ``apply_delta(dir)`` moves it forward.
+Arrow table with the schema's columns), ``predict_columns`` (raw values by feature) and
+``predict_records`` (a list of feature dicts) return click probabilities; ``apply_delta(dir)`` moves it forward.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ from plinth.train.models import CTRModel, build_model
 if TYPE_CHECKING:
     from plinth.train.trainer import Trainer
 
-__all__ = ["FORMAT", "ModelPackage", "PackageError", "export_delta", "export_package"]
+__all__ = ["FORMAT", "ModelPackage", "PackageError", "export_delta", "export_package",
+           "record_columns"]
 
 FORMAT = "plinth.model/v1"
 
@@ -279,16 +280,39 @@ class ModelPackage:
         batch.validate()
         return self.predict_batch(batch)
 
+    def predict_columns(self, columns: Mapping[str, Sequence[Any]], rows: int) -> np.ndarray:
+        """Probabilities for ``rows`` rows given as feature columns: ``columns[name]`` holds
+        the rows' raw values of one feature, as records hold them (an id, a list of ids, a
+        number; ``None`` is missing); a feature absent from ``columns`` is missing in every
+        row. Raises ``ValueError`` when a column's length is not ``rows``.
+
+        This is the one place where raw values become predictions: ``predict_records`` and
+        the server (which parses request bodies straight into columns) both call it."""
+        cols: dict[str, pa.Array] = {}
+        for name, typ in self._raw_types():
+            vals = columns.get(name)
+            if vals is None:
+                vals = [None] * rows
+            elif len(vals) != rows:
+                raise ValueError(f"column {name!r} has {len(vals)} values for {rows} rows")
+            cols[name] = pa.array(vals, typ)  # categorical (typ None): ints or strings
+        return self.predict_table(pa.table(cols))
+
+    def _raw_types(self) -> list[tuple[str, pa.DataType | None]]:
+        return ([(f.name, None) for f in self.schema.categorical]
+                + [(f.name, pa.float64()) for f in self.schema.numeric])
+
     def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Probabilities for feature dicts (``{"c1": 123, "tags": [1, 2], "n1": 0.5}``);
         a missing key is a null (empty categorical slot; a missing numeric value, which the
-        package's learned transform fills exactly as in training).
+        package's learned transform fills exactly as in training). The public API for
+        rows: the records become columns (:func:`record_columns`), then
+        :meth:`predict_columns`."""
+        return self.predict_columns(record_columns(self.schema, records), len(records))
 
-        This is the one place where raw records become predictions: serving calls it."""
-        cols: dict[str, pa.Array] = {}
-        for f in self.schema.categorical:
-            vals = [r.get(f.name) for r in records]
-            cols[f.name] = pa.array(vals)
-        for f in self.schema.numeric:
-            cols[f.name] = pa.array([r.get(f.name) for r in records], pa.float64())
-        return self.predict_table(pa.table(cols))
+
+def record_columns(schema: Schema, records: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Feature dicts as columns: each of ``schema``'s features -> its values, one a record
+    (``None`` where a record lacks it); other keys (the label) are left out."""
+    names = [f.name for f in schema.categorical] + [f.name for f in schema.numeric]
+    return {name: [r.get(name) for r in records] for name in names}
