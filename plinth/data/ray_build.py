@@ -34,10 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import ipaddress
 import logging
 import os
-import socket
 import sys
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any, Self
@@ -48,6 +46,7 @@ import pyarrow.compute as pc
 
 from plinth.data.reader import DataError
 from plinth.data.schema import Schema, SchemaError
+from plinth.ray_link import is_loopback, loopback_init, unreachable
 
 if TYPE_CHECKING:
     from plinth.data.build import _Plan
@@ -70,29 +69,13 @@ class RayConnectError(RayBuildError):
 
 # --- Ray: start or connect ---------------------------------------------------------------
 
-def _probe(address: str, timeout_s: float = 5.0) -> None:
-    """Fail fast on an address nothing listens on: ``ray.init`` would retry for minutes."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        return  # "auto", "ray://...": forms Ray resolves itself
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            pass
-    except OSError as e:
+def _probe(address: str) -> None:
+    why = unreachable(address)
+    if why is not None:
         raise RayConnectError(
-            f"cannot connect to the Ray cluster at {address!r}: {e.strerror or e}. Start one "
+            f"cannot connect to the Ray cluster at {address!r}: {why}. Start one "
             "with `ray start --head --port PORT` and give HOST:PORT, or leave out "
-            "--ray-address to build on a local Ray") from None
-
-
-def _is_loopback(address: str) -> bool:
-    host = address.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+            "--ray-address to build on a local Ray")
 
 
 @contextlib.contextmanager
@@ -107,41 +90,26 @@ def ray_session(address: str | None = None) -> Iterator[None]:
                               "configure_logging": False}
     if address:
         _probe(address)
-        from ray._private import ray_constants
-
-        # Ray turns a loopback address into this machine's outward IP unless "clusters"
-        # are off; a cluster kept on loopback would then be unreachable.
-        saved = ray_constants.ENABLE_RAY_CLUSTER
-        loopback = _is_loopback(address)
+        loopback = is_loopback(address.rpartition(":")[0])
         try:
-            if loopback:
-                ray_constants.ENABLE_RAY_CLUSTER = False
-            ray.init(address=address, **common,
-                     **({"_node_ip_address": "127.0.0.1"} if loopback else {}))
+            with loopback_init(loopback):
+                ray.init(address=address, **common,
+                         **({"_node_ip_address": "127.0.0.1"} if loopback else {}))
         except Exception as e:  # noqa: BLE001 - Ray raises several types for this
             raise RayConnectError(f"cannot connect to the Ray cluster at {address!r}: {e}"
                                   ) from None
-        finally:
-            ray_constants.ENABLE_RAY_CLUSTER = saved
     else:
-        from ray._private import ray_constants
-
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        saved = ray_constants.ENABLE_RAY_CLUSTER
         try:
-            # Off during this call: Ray would otherwise replace 127.0.0.1 with this
-            # machine's outward IP, and its processes would listen there.
-            ray_constants.ENABLE_RAY_CLUSTER = False
             # "local": always a new Ray of its own, never a cluster found on this machine
             # (RAY_ADDRESS, /tmp/ray/ray_current_cluster) that someone else started.
-            ray.init(address="local", num_cpus=max(1, min(cores or 1, LOCAL_MAX_CPUS)),
-                     include_dashboard=False, _node_ip_address="127.0.0.1",
-                     # the raylet's 30 s for its agents is too short on a busy machine
-                     _system_config={"agent_register_timeout_ms": 180_000}, **common)
+            with loopback_init(True):  # its processes listen on 127.0.0.1 only
+                ray.init(address="local", num_cpus=max(1, min(cores or 1, LOCAL_MAX_CPUS)),
+                         include_dashboard=False, _node_ip_address="127.0.0.1",
+                         # the raylet's 30 s for its agents is too short on a busy machine
+                         _system_config={"agent_register_timeout_ms": 180_000}, **common)
         except Exception as e:  # noqa: BLE001
             raise RayConnectError(f"cannot start a local Ray: {e}") from None
-        finally:
-            ray_constants.ENABLE_RAY_CLUSTER = saved
     try:
         yield
     finally:

@@ -37,10 +37,8 @@ docs/scale-out.md.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -50,6 +48,7 @@ from typing import Any
 
 from plinth.executors.base import EXIT_LOST, Executor, NodeCapacity, ReplicaLaunch
 from plinth.executors.ray_agent import NodeAgent, agent_name, default_root
+from plinth.ray_link import is_loopback, loopback_init, unreachable
 
 __all__ = ["RayExecutor", "RayExecutorError"]
 
@@ -125,46 +124,27 @@ class RayExecutor(Executor):
         ray = _ray()
         if ray.is_initialized():
             return
-        from ray._private import ray_constants
-
-        self._probe()
-
-        # Ray turns a loopback address given to ray.init into this machine's outward IP
-        # (services.resolve_ip_for_localhost) unless "clusters" are off: a cluster kept
-        # on loopback could not be reached. Only this process's connection is affected.
-        loopback = self._node_ip is not None and ipaddress.ip_address(self._node_ip).is_loopback
-        saved = ray_constants.ENABLE_RAY_CLUSTER
+        why = unreachable(self._address)
+        if why is not None:
+            raise RayExecutorError(
+                f"cannot connect to the Ray cluster at {self._address!r}: {why}. "
+                "Start it with `ray start --head --port PORT --node-ip-address IP` and give "
+                "IP:PORT as executor.address"
+            )
+        loopback = self._node_ip is not None and is_loopback(self._node_ip)
         try:
-            if loopback:
-                ray_constants.ENABLE_RAY_CLUSTER = False
-            ray.init(
-                address=self._address, namespace=self._namespace, ignore_reinit_error=True,
-                log_to_driver=False, logging_level=logging.WARNING,
-                **({"_node_ip_address": self._node_ip} if self._node_ip else {}),
-            )  # fmt: skip
+            with loopback_init(loopback):
+                ray.init(
+                    address=self._address, namespace=self._namespace,
+                    ignore_reinit_error=True, log_to_driver=False,
+                    logging_level=logging.WARNING,
+                    **({"_node_ip_address": self._node_ip} if self._node_ip else {}),
+                )  # fmt: skip
         except Exception as e:  # noqa: BLE001 - Ray raises several types for this
             raise RayExecutorError(
                 f"cannot connect to the Ray cluster at {self._address!r}: {e}. Start it "
                 "with `ray start --head --node-ip-address=...` and give its address "
                 "(host:6379) as executor.address"
-            ) from None
-        finally:
-            ray_constants.ENABLE_RAY_CLUSTER = saved
-
-    def _probe(self, timeout_s: float = 5.0) -> None:
-        """Fail fast on a GCS address nothing listens on: ``ray.init`` would retry for
-        minutes, printing warnings, before it gives up."""
-        host, sep, port = self._address.rpartition(":")
-        if not sep or not port.isdigit():
-            return  # "auto" or a form Ray resolves itself
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-                pass
-        except OSError as e:
-            raise RayExecutorError(
-                f"cannot connect to the Ray cluster at {self._address!r}: {e.strerror or e}. "
-                "Start it with `ray start --head --port PORT --node-ip-address IP` and give "
-                "IP:PORT as executor.address"
             ) from None
 
     def _nodes(self, fresh: bool = False) -> tuple[list[NodeCapacity], dict[str, dict]]:
