@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _sockets import descendants
 
 #: The nodes the Ray tests start: name (the `plinth-node` label) -> declared resources.
 RAY_NODES = {
@@ -55,31 +56,12 @@ class RayTestCluster:
     def pids(self) -> set[int]:
         """Every process of the cluster's nodes (GCS, raylets, agents, workers) and
         their descendants, from /proc."""
-        import os
-
-        children: dict[int, list[int]] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rpartition(")")[2].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-        todo = [
+        return descendants([
             info.process.pid
             for node in self.nodes.values()
             for infos in node.all_processes.values()
             for info in infos
-        ]
-        out: set[int] = set()
-        while todo:
-            pid = todo.pop()
-            if pid not in out:
-                out.add(pid)
-                todo.extend(children.get(pid, []))
-        return out
+        ])
 
     def executor(self, **kw: object):
         from plinth.executors.ray_executor import RayExecutor

@@ -33,3 +33,24 @@ def listening(pids: set[int]) -> list[tuple[str, int]]:
                     addr = addr.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
                 out.append((str(addr), int(hexport, 16)))
     return out
+
+
+def descendants(roots: list[int]) -> set[int]:
+    """`roots` and every process below them, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    todo, out = list(roots), set()
+    while todo:
+        pid = todo.pop()
+        if pid not in out:
+            out.add(pid)
+            todo.extend(children.get(pid, []))
+    return out

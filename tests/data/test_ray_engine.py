@@ -12,11 +12,11 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _sockets import descendants, listening
 
 from plinth.cli.local_server import plinth_command
 from plinth.data import manifest as mf
@@ -54,53 +54,11 @@ def ray_local():
         yield
 
 
-def _listening(pids: set[int]) -> list[str]:
-    """Addresses of the TCP sockets in LISTEN state that ``pids`` hold."""
-    inodes = set()
-    for pid in pids:
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-        except OSError:
-            continue
-    out = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            parts = line.split()
-            if parts[3] == "0A" and parts[9] in inodes:
-                raw = bytes.fromhex(parts[1].split(":")[0])  # native-endian 32-bit words
-                addr = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1]
-                                                     for i in range(0, len(raw), 4)))
-                if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-                    addr = addr.ipv4_mapped
-                out.append(str(addr))
-    return out
-
-
-def _descendants(root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            children.setdefault(int(stat.rpartition(")")[2].split()[1]), []).append(int(entry))
-    todo, seen = [root], set()
-    while todo:
-        pid = todo.pop()
-        seen.add(pid)
-        todo.extend(children.get(pid, []))
-    return seen
-
-
 def test_the_local_ray_listens_on_loopback_only(ray_local):
     import ray
 
     assert ray.get(ray.remote(lambda: 1).remote()) == 1  # workers up too
-    addrs = _listening(_descendants(os.getpid()))
+    addrs = [a for a, _ in listening(descendants([os.getpid()]))]
     assert len(addrs) >= 2, "found no listening sockets: the check itself is broken"
     beyond = [a for a in addrs if not ipaddress.ip_address(a).is_loopback]
     assert beyond == [], f"the build's Ray listens beyond loopback: {beyond}"
